@@ -1,0 +1,1 @@
+"""The modern conv/pool/MLP stack (placeholder, written next)."""

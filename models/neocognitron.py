@@ -1,0 +1,1 @@
+"""The Neocognitron (Fukushima): supervised and self-organising (placeholder)."""
