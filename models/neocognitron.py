@@ -1,1 +1,272 @@
-"""The Neocognitron (Fukushima): supervised and self-organising (placeholder)."""
+"""The Neocognitron (Fukushima), supervised as in the lecture ("Convolutional Networks II", slides 1-4).
+
+A stage is an **S-layer** followed by a **C-layer**:
+
+* an S-plane is one set of weights shared over the whole plane, with an ``L x L`` receptive
+  field over all planes of the layer below, followed by an activation -- i.e. a convolution
+  (the lecture: "identical to scanning (convolving) with a single neuron/filter");
+* a C-plane is *fixed*: it holds no learnable parameters and pools an ``M x M`` window of its
+  own S-plane with a stride. ``c_kind: max`` is the lecture's max (slide 4);
+  ``c_kind: blur`` is Fukushima's C-cell, a fixed centre-weighted (Gaussian) average followed
+  by the saturation ``psi(x) = phi(x) / (1 + phi(x))`` (the kernel is a buffer, not a
+  Parameter); ``c_kind: avg`` is a plain mean.
+
+After the last C-layer a supervised decision layer (linear, or an MLP with ``decision``
+hidden widths) gives the class scores; backprop trains every S-plane and the decision layer,
+the C-planes are never updated.
+
+The self-organising network Fukushima trained without backprop lives in
+:mod:`models.neocognitron_fukushima`; the fixed cells it shares with this one are here.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .errors import ConfigError
+from .ops import check_conv, check_pool, same_padding
+from .registry import register_model
+
+C_KINDS = ("max", "avg", "blur")
+ACTIVATIONS = {
+    "relu": nn.ReLU,  # Fukushima's phi[x] = max(x, 0)
+    "tanh": nn.Tanh,
+    "sigmoid": nn.Sigmoid,
+    "gelu": nn.GELU,
+    "identity": nn.Identity,
+}
+
+
+# ----------------------------------------------------------------------------- fixed cells
+def phi(x: torch.Tensor) -> torch.Tensor:
+    """Fukushima's half-wave rectifier phi[x] = max(x, 0)."""
+    return x.clamp_min(0)
+
+
+def saturate(x: torch.Tensor) -> torch.Tensor:
+    """The C-cell saturation psi[x] = phi[x] / (1 + phi[x]) (Fukushima 2003), in [0, 1)."""
+    p = phi(x)
+    return p / (1.0 + p)
+
+
+def gaussian_kernel(m: int, sigma: float | None = None) -> torch.Tensor:
+    """A centre-weighted ``m x m`` blurring kernel (a separable Gaussian), summing to 1.
+
+    ``sigma`` defaults to ``m / 4`` so the window edge gets about e^-2 of the centre weight.
+    """
+    sigma = m / 4.0 if sigma is None else float(sigma)
+    r = torch.arange(m, dtype=torch.float64) - (m - 1) / 2.0
+    g = torch.exp(-(r**2) / (2 * sigma**2))
+    k = torch.outer(g, g)
+    return (k / k.sum()).float()
+
+
+def _pair(padding: int | Sequence[int]) -> tuple[int, int, int, int]:
+    """(left, right, top, bottom) for F.pad from an int or a (P_L, P_R) pair."""
+    if isinstance(padding, int):
+        return padding, padding, padding, padding
+    p_l, p_r = padding
+    return p_l, p_r, p_l, p_r
+
+
+class BlurCPlanes(nn.Module):
+    """Fukushima's C-cells: a fixed centre-weighted blur of each S-plane, then saturation.
+
+    ``u_C = psi[gain * sum_k d(k) u_S(n + k)]`` with ``d`` a Gaussian kernel summing to 1
+    (a depthwise convolution with stride). The kernel is a buffer: it is saved in the state
+    dict, moves with ``.to()``, and is never a Parameter, so no optimiser can change it.
+    """
+
+    def __init__(self, planes: int, m: int, stride: int, padding: int | Sequence[int] = 0,
+                 gain: float = 1.0, sigma: float | None = None, saturation: bool = True):
+        super().__init__()
+        self.planes, self.m, self.stride = planes, m, stride
+        self.pads = _pair(padding)
+        self.gain, self.saturation = float(gain), bool(saturation)
+        k = gaussian_kernel(m, sigma).expand(planes, 1, m, m).clone()
+        self.register_buffer("kernel", k)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if any(self.pads):
+            x = F.pad(x, self.pads)
+        y = F.conv2d(x, self.kernel, stride=self.stride, groups=self.planes) * self.gain
+        return saturate(y) if self.saturation else y
+
+    def extra_repr(self) -> str:
+        return f"{self.planes}, M={self.m}, stride={self.stride}, pads={self.pads}, gain={self.gain}"
+
+
+class PoolCPlanes(nn.Module):
+    """The lecture's C-cells: max (or mean) over an ``M x M`` window of each S-plane, with a stride."""
+
+    def __init__(self, kind: str, m: int, stride: int, padding: int = 0):
+        super().__init__()
+        self.kind, self.m, self.stride, self.padding = kind, m, stride, padding
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.kind == "max":
+            return F.max_pool2d(x, self.m, self.stride, self.padding)
+        return F.avg_pool2d(x, self.m, self.stride, self.padding, count_include_pad=False)
+
+    def extra_repr(self) -> str:
+        return f"{self.kind}, M={self.m}, stride={self.stride}, padding={self.padding}"
+
+
+# ----------------------------------------------------------------------------- validation
+def _pos_int(where: str, key: str, v: Any, minimum: int = 1) -> int:
+    if isinstance(v, bool) or not isinstance(v, int) or v < minimum:
+        raise ConfigError(f"{where}: {key} must be an integer >= {minimum}, got {v!r}")
+    return v
+
+
+def _padding(where: str, key: str, v: Any, kernel: int) -> int | tuple[int, int]:
+    if v == "same":
+        return same_padding(kernel)
+    if isinstance(v, bool) or not isinstance(v, int) or v < 0:
+        raise ConfigError(f"{where}: {key} must be an integer >= 0 or 'same', got {v!r}")
+    return v
+
+
+def _number(where: str, key: str, v: Any, lo: float = 0.0, lo_open: bool = False,
+            hi: float | None = None) -> float:
+    ok = isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+    ok = ok and (v > lo if lo_open else v >= lo) and (hi is None or v < hi)
+    if not ok:
+        rng = f"{'>' if lo_open else '>='} {lo}" + (f" and < {hi}" if hi is not None else "")
+        raise ConfigError(f"{where}: {key} must be a number {rng}, got {v!r}")
+    return float(v)
+
+
+STAGE_KEYS = {"planes", "s_kernel", "s_stride", "s_padding", "activation", "batchnorm",
+              "c_kernel", "c_stride", "c_padding", "c_kind", "c_gain"}
+
+
+def _stage_spec(i: int, spec: Any) -> dict:
+    where = f"neocognitron stage {i}"
+    if not isinstance(spec, dict) and not hasattr(spec, "items"):
+        raise ConfigError(f"{where}: a stage must be a mapping of {sorted(STAGE_KEYS)}, got {spec!r}")
+    spec = dict(spec.items())
+    unknown = set(spec) - STAGE_KEYS
+    if unknown:
+        raise ConfigError(f"{where}: unknown key(s) {sorted(unknown)}; allowed: {sorted(STAGE_KEYS)}")
+    if "planes" not in spec:
+        raise ConfigError(f"{where}: 'planes' (number of S-planes) is required")
+    s = {
+        "planes": _pos_int(where, "planes", spec["planes"]),
+        "s_kernel": _pos_int(where, "s_kernel", spec.get("s_kernel", 5)),
+        "s_stride": _pos_int(where, "s_stride", spec.get("s_stride", 1)),
+        "activation": spec.get("activation", "relu"),
+        "batchnorm": spec.get("batchnorm", False),
+        "c_kind": spec.get("c_kind", "max"),
+        "c_kernel": _pos_int(where, "c_kernel", spec.get("c_kernel", 2)),
+    }
+    s["s_padding"] = _padding(where, "s_padding", spec.get("s_padding", "same"), s["s_kernel"])
+    s["c_stride"] = _pos_int(where, "c_stride", spec.get("c_stride", s["c_kernel"]))
+    s["c_padding"] = spec.get("c_padding", 0)
+    if s["activation"] not in ACTIVATIONS:
+        raise ConfigError(f"{where}: activation {s['activation']!r} is unknown; use one of {sorted(ACTIVATIONS)}")
+    if not isinstance(s["batchnorm"], bool):
+        raise ConfigError(f"{where}: batchnorm must be true or false, got {s['batchnorm']!r}")
+    if s["c_kind"] not in C_KINDS:
+        raise ConfigError(f"{where}: c_kind {s['c_kind']!r} is unknown; use one of {list(C_KINDS)}")
+    cp = s["c_padding"]
+    if isinstance(cp, bool) or not isinstance(cp, int) or cp < 0 or (
+            s["c_kind"] != "blur" and cp > s["c_kernel"] // 2):
+        raise ConfigError(f"{where}: c_padding must be an integer >= 0 (and <= c_kernel // 2 = "
+                          f"{s['c_kernel'] // 2} for max/avg), got {cp!r}")
+    s["c_gain"] = _number(where, "c_gain", spec.get("c_gain", 1.0), lo_open=True)
+    return s
+
+
+# ----------------------------------------------------------------------------- the network
+class Neocognitron(nn.Module):
+    """Stages of S-planes (conv + activation) and fixed C-planes, then a decision layer."""
+
+    def __init__(self, in_channels: int, num_classes: int, input_size: int, stages: Sequence[Any],
+                 decision: Sequence[int] = (), dropout: float = 0.0):
+        super().__init__()
+        _pos_int("neocognitron", "in_channels", in_channels)
+        _pos_int("neocognitron", "num_classes", num_classes)
+        _pos_int("neocognitron", "input_size", input_size)
+        if isinstance(stages, (str, bytes)) or not hasattr(stages, "__len__") or len(stages) == 0:
+            raise ConfigError(f"neocognitron: stages must be a non-empty list of stage mappings, got {stages!r}")
+        if isinstance(decision, (str, bytes)) or not hasattr(decision, "__iter__"):
+            raise ConfigError(f"neocognitron: decision must be a list of hidden widths, got {decision!r}")
+        dropout = _number("neocognitron", "dropout", dropout, hi=1.0)
+        self.specs = [_stage_spec(i, st) for i, st in enumerate(stages)]
+        self.sizes = [input_size]  # side of the map entering each stage, then the final C side
+        layers: list[nn.Module] = []
+        n, c = input_size, in_channels
+        for i, s in enumerate(self.specs):
+            pads = s["s_padding"]
+            n = check_conv(f"neocognitron stage {i} S-layer", n, s["s_kernel"], s["s_stride"], pads)
+            s_layer: list[nn.Module] = []
+            if not isinstance(pads, int):  # 'same' with an even kernel: the extra pad goes right/bottom
+                s_layer.append(nn.ZeroPad2d(_pair(pads)))
+                pads = 0
+            s_layer.append(nn.Conv2d(c, s["planes"], s["s_kernel"], s["s_stride"], pads,
+                                     bias=not s["batchnorm"]))
+            if s["batchnorm"]:
+                s_layer.append(nn.BatchNorm2d(s["planes"]))
+            s_layer.append(ACTIVATIONS[s["activation"]]())
+            c = s["planes"]
+            where = f"neocognitron stage {i} C-layer"
+            if s["c_padding"]:
+                n = check_conv(where, n, s["c_kernel"], s["c_stride"], s["c_padding"])
+            else:
+                n = check_pool(where, n, s["c_kernel"], s["c_stride"])
+            if s["c_kind"] == "blur":
+                c_layer: nn.Module = BlurCPlanes(c, s["c_kernel"], s["c_stride"], s["c_padding"], s["c_gain"])
+            else:
+                c_layer = PoolCPlanes(s["c_kind"], s["c_kernel"], s["c_stride"], s["c_padding"])
+            layers.append(nn.Sequential(nn.Sequential(*s_layer), c_layer))
+            self.sizes.append(n)
+        self.stages = nn.Sequential(*layers)
+        head: list[nn.Module] = [nn.Flatten()]
+        width = c * n * n
+        for j, h in enumerate(decision):
+            _pos_int("neocognitron decision", f"hidden width {j}", h)
+            head += [nn.Dropout(dropout), nn.Linear(width, h), nn.ReLU()]
+            width = h
+        head += [nn.Dropout(dropout), nn.Linear(width, num_classes)]
+        self.decision = nn.Sequential(*head)
+        self.in_channels, self.input_size = in_channels, input_size
+
+    def s_layers(self) -> list[nn.Module]:
+        return [st[0] for st in self.stages]
+
+    def c_layers(self) -> list[nn.Module]:
+        return [st[1] for st in self.stages]
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        """Output of the last C-layer, ``(B, planes, n, n)``."""
+        return self.stages(x)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.decision(self.stages(x))
+
+
+DEFAULT_STAGES = (
+    {"planes": 32, "s_kernel": 5, "s_padding": 2, "batchnorm": True, "c_kind": "max", "c_kernel": 2},
+    {"planes": 64, "s_kernel": 5, "s_padding": 2, "batchnorm": True, "c_kind": "max", "c_kernel": 2},
+)
+
+
+@register_model
+def neocognitron(in_channels: int = 1, num_classes: int = 10, input_size: int = 28,
+                 stages: Sequence[Any] = DEFAULT_STAGES, decision: Sequence[int] = (128,),
+                 dropout: float = 0.25) -> nn.Module:
+    """The lecture's supervised Neocognitron: S/C stages + a backprop-trained decision layer.
+
+    ``stages`` is a list of mappings with keys ``planes`` (S-planes), ``s_kernel`` (L),
+    ``s_stride``, ``s_padding`` (int or ``same``), ``activation``, ``batchnorm`` (an optional
+    BatchNorm inside the S-cell, before its activation -- not in Fukushima's network),
+    ``c_kind`` (``max`` | ``avg`` | ``blur``), ``c_kernel`` (M), ``c_stride`` (default M),
+    ``c_padding`` and ``c_gain`` (blur only: the input gain before saturation).
+    """
+    return Neocognitron(in_channels, num_classes, input_size, stages, decision, dropout)

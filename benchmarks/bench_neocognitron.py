@@ -1,0 +1,124 @@
+"""MNIST test accuracy and training time of both Neocognitrons, side by side.
+
+    nice -n 5 python benchmarks/bench_neocognitron.py                 # both networks
+    nice -n 5 python benchmarks/bench_neocognitron.py --only fukushima --train-limit 10000
+
+A plain PyTorch loop (no Lightning), so the figures do not depend on the harness: MNIST is read
+once with torchvision's reader into uint8 tensors (``--root``, default ``$DATA_DIR`` or
+``/work/shared/data``) and normalised by whole batches. The supervised network is trained by
+AdamW + OneCycle; the self-organising one by its own ``learn`` / ``learning_epoch_end``
+protocol, exactly as the Lightning Classifier drives it (one pass per learning phase).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+import models  # noqa: E402
+
+MEAN, STD = 0.1307, 0.3081
+
+
+def load_mnist(root: str):
+    from torchvision.datasets import MNIST
+
+    tr, te = MNIST(root, train=True, download=False), MNIST(root, train=False, download=False)
+    return tr.data, tr.targets, te.data, te.targets
+
+
+def standard(x_u8: torch.Tensor) -> torch.Tensor:
+    return (x_u8.float().unsqueeze(1) / 255.0 - MEAN) / STD
+
+
+def unit(x_u8: torch.Tensor) -> torch.Tensor:
+    return x_u8.float().unsqueeze(1) / 255.0
+
+
+@torch.no_grad()
+def accuracy(net, x_u8, y, norm, bs=1000) -> float:
+    net.eval()
+    correct = 0
+    for i in range(0, len(x_u8), bs):
+        correct += (net(norm(x_u8[i:i + bs])).argmax(1) == y[i:i + bs]).sum().item()
+    return correct / len(x_u8)
+
+
+def bench_supervised(xtr, ytr, xte, yte, epochs: int, bs: int, lr: float, seed: int, log):
+    torch.manual_seed(seed)
+    net = models.get_model("neocognitron")
+    opt = torch.optim.AdamW(net.parameters(), lr=lr, weight_decay=1e-4)
+    steps = epochs * ((len(xtr) + bs - 1) // bs)
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=steps)
+    t0 = time.perf_counter()
+    for ep in range(epochs):
+        net.train()
+        perm = torch.randperm(len(xtr))
+        for i in range(0, len(xtr), bs):
+            idx = perm[i:i + bs]
+            loss = F.cross_entropy(net(standard(xtr[idx])), ytr[idx])
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            sched.step()
+        log(f"  supervised epoch {ep + 1}/{epochs}: last loss {loss.item():.4f}, "
+            f"{time.perf_counter() - t0:.0f} s")
+    train_s = time.perf_counter() - t0
+    return accuracy(net, xte, yte, standard), train_s, net
+
+
+def bench_fukushima(xtr, ytr, xte, yte, bs: int, log, **kw):
+    net = models.get_model("neocognitron_fukushima", **kw)
+    t0 = time.perf_counter()
+    while not net.done_learning:
+        phase = net.phase_name
+        for i in range(0, len(xtr), bs):
+            net.learn(unit(xtr[i:i + bs]), ytr[i:i + bs])
+        stats = net.learning_epoch_end()
+        log(f"  fukushima phase {phase}: {stats} ({time.perf_counter() - t0:.0f} s)")
+    train_s = time.perf_counter() - t0
+    return accuracy(net, xte, yte, unit, bs=500), train_s, net
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--root", default=os.environ.get("DATA_DIR", "/work/shared/data"))
+    p.add_argument("--only", choices=["supervised", "fukushima"], default=None)
+    p.add_argument("--epochs", type=int, default=4, help="supervised epochs")
+    p.add_argument("--lr", type=float, default=3e-3)
+    p.add_argument("--bs", type=int, default=128)
+    p.add_argument("--train-limit", type=int, default=None, help="use the first N training images")
+    p.add_argument("--test-limit", type=int, default=None)
+    p.add_argument("--seed", type=int, default=0)
+    args = p.parse_args(argv)
+    log = lambda s: print(s, flush=True)  # noqa: E731
+    xtr, ytr, xte, yte = load_mnist(args.root)
+    if args.train_limit:
+        xtr, ytr = xtr[:args.train_limit], ytr[:args.train_limit]
+    if args.test_limit:
+        xte, yte = xte[:args.test_limit], yte[:args.test_limit]
+    log(f"MNIST: {len(xtr)} train / {len(xte)} test images; torch {torch.__version__}, "
+        f"{torch.get_num_threads()} threads, load average {os.getloadavg()[0]:.2f}")
+    rows = []
+    if args.only in (None, "supervised"):
+        acc, t, net = bench_supervised(xtr, ytr, xte, yte, args.epochs, args.bs, args.lr, args.seed, log)
+        n_par = sum(p.numel() for p in net.parameters())
+        rows.append(("neocognitron (backprop)", acc, t, f"{n_par} params, {args.epochs} epochs"))
+    if args.only in (None, "fukushima"):
+        acc, t, net = bench_fukushima(xtr, ytr, xte, yte, 250, log)
+        rows.append(("neocognitron_fukushima (self-organised)", acc, t, net.describe()))
+    log(f"load average at the end {os.getloadavg()[0]:.2f}")
+    log(f"{'model':42s} {'test acc':>9s} {'train s':>8s}  notes")
+    for name, acc, t, note in rows:
+        log(f"{name:42s} {100 * acc:8.2f}% {t:8.0f}  {note}")
+
+
+if __name__ == "__main__":
+    main()

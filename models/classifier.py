@@ -1,0 +1,184 @@
+"""The LightningModule that trains every registered network.
+
+It takes the network's registry *name* and keyword arguments (primitives), and the
+optimizer / LR-scheduler as Hydra ``_partial_`` configs (plain dicts), and saves them
+all as hyperparameters: a checkpoint is self-describing, so
+``Classifier.load_from_checkpoint(path)`` works in a notebook without Hydra.
+
+Loss: cross-entropy on the network's scores, unless the network defines
+``loss(scores, targets)``. A network that does not learn by backprop (Fukushima's
+self-organising Neocognitron) sets ``learns_by_backprop = False`` and defines
+``learn(x, y) -> dict`` (called on every training batch) and ``learning_epoch_end() -> dict``;
+it gets no optimizer, and what those return is logged as ``train/<key>``.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import torch
+import torch.nn.functional as F
+from hydra.utils import instantiate
+from omegaconf import DictConfig, OmegaConf
+from torchmetrics import MaxMetric, MeanMetric
+from torchmetrics.classification import MulticlassAccuracy
+
+from .errors import CheckpointError, ConfigError
+from .registry import get_model
+
+
+def _plain(cfg: Any) -> Any:
+    return OmegaConf.to_container(cfg, resolve=True) if isinstance(cfg, DictConfig) else cfg
+
+
+class Classifier(L.LightningModule):
+    def __init__(
+        self,
+        model: str = "convnet",
+        model_kwargs: dict | None = None,
+        in_channels: int = 1,
+        num_classes: int = 10,
+        input_size: int = 28,
+        optimizer: dict | None = None,
+        scheduler: dict | None = None,
+        scheduler_interval: str = "epoch",
+        compile: bool = False,
+        channels_last: bool = False,
+    ):
+        super().__init__()
+        model_kwargs = dict(_plain(model_kwargs) or {})
+        optimizer, scheduler = _plain(optimizer), _plain(scheduler)
+        if scheduler_interval not in ("epoch", "step"):
+            raise ConfigError(f"model.scheduler_interval must be 'epoch' or 'step', got {scheduler_interval!r}")
+        self.save_hyperparameters()
+        self.net = get_model(model, in_channels=in_channels, num_classes=num_classes, input_size=input_size, **model_kwargs)
+        if channels_last:
+            self.net = self.net.to(memory_format=torch.channels_last)
+        # compiled lazily and kept out of the module tree, so checkpoints hold the plain weights
+        object.__setattr__(self, "_compiled", None)
+        self.automatic_optimization = getattr(self.net, "learns_by_backprop", True)
+        self.train_loss, self.val_loss, self.test_loss = MeanMetric(), MeanMetric(), MeanMetric()
+        acc = dict(num_classes=num_classes, average="micro")
+        self.train_acc, self.val_acc, self.test_acc = (MulticlassAccuracy(**acc) for _ in range(3))
+        self.val_acc_best = MaxMetric()
+
+    # -- the model -------------------------------------------------------------------
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not self.hparams.compile:
+            return self.net(x)
+        if self._compiled is None:
+            object.__setattr__(self, "_compiled", torch.compile(self.net))
+        return self._compiled(x)
+
+    def loss(self, scores: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        own = getattr(self.net, "loss", None)
+        return own(scores, y) if callable(own) else F.cross_entropy(scores, y)
+
+    def _shared_step(self, batch):
+        x, y = batch
+        if self.hparams.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        scores = self(x)
+        return self.loss(scores, y), scores, y
+
+    # -- training --------------------------------------------------------------------
+    def training_step(self, batch, batch_idx):
+        if not self.automatic_optimization:
+            with torch.no_grad():
+                stats = self.net.learn(*batch) or {}
+            for k, v in stats.items():
+                self.log(f"train/{k}", float(v), on_step=True, on_epoch=False)
+            return None
+        loss, scores, y = self._shared_step(batch)
+        if not torch.isfinite(loss):
+            raise FloatingPointError(
+                f"train/loss is {loss.item()} at global step {self.global_step} (epoch {self.current_epoch}); "
+                f"training stopped. Lower model.optimizer.lr or check the data."
+            )
+        self.train_loss(loss.detach())
+        self.train_acc(scores.detach(), y)
+        self.log("train/loss", self.train_loss, on_step=True, on_epoch=True, prog_bar=True)
+        self.log("train/acc", self.train_acc, on_step=False, on_epoch=True, prog_bar=True)
+        return loss
+
+    def on_train_epoch_end(self) -> None:
+        if not self.automatic_optimization:
+            for k, v in (self.net.learning_epoch_end() or {}).items():
+                self.log(f"train/{k}", float(v))
+
+    # -- evaluation ------------------------------------------------------------------
+    def validation_step(self, batch, batch_idx):
+        loss, scores, y = self._shared_step(batch)
+        self.val_loss(loss)
+        self.val_acc(scores, y)
+        self.log("val/loss", self.val_loss, on_step=False, on_epoch=True, prog_bar=True)
+        self.log("val/acc", self.val_acc, on_step=False, on_epoch=True, prog_bar=True)
+
+    def on_validation_epoch_end(self) -> None:
+        if self.trainer.sanity_checking:
+            return
+        self.val_acc_best(self.val_acc.compute())
+        self.log("val/acc_best", self.val_acc_best.compute(), prog_bar=False)
+
+    def on_train_start(self) -> None:
+        self.val_acc_best.reset()
+
+    def test_step(self, batch, batch_idx):
+        loss, scores, y = self._shared_step(batch)
+        self.test_loss(loss)
+        self.test_acc(scores, y)
+        self.log("test/loss", self.test_loss, on_step=False, on_epoch=True)
+        self.log("test/acc", self.test_acc, on_step=False, on_epoch=True)
+
+    def predict_step(self, batch, batch_idx):
+        x = batch[0] if isinstance(batch, (tuple, list)) else batch
+        return self(x).softmax(dim=1)
+
+    # -- optimisation ----------------------------------------------------------------
+    def configure_optimizers(self):
+        params = [p for p in self.net.parameters() if p.requires_grad]
+        if not self.automatic_optimization or not params:
+            return None
+        opt_cfg = self.hparams.optimizer or {"_target_": "torch.optim.AdamW", "_partial_": True, "lr": 1e-3}
+        optimizer = instantiate(opt_cfg)(params)
+        if not self.hparams.scheduler:
+            return optimizer
+        sched_cfg = dict(self.hparams.scheduler)
+        if "total_steps" in sched_cfg and sched_cfg["total_steps"] is None:  # e.g. OneCycleLR
+            total = self.trainer.estimated_stepping_batches
+            sched_cfg["total_steps"] = int(total) if math.isfinite(total) else None
+        scheduler = instantiate(sched_cfg)(optimizer=optimizer)
+        return {
+            "optimizer": optimizer,
+            "lr_scheduler": {"scheduler": scheduler, "interval": self.hparams.scheduler_interval},
+        }
+
+    # -- checkpoints -----------------------------------------------------------------
+    @classmethod
+    def load_from_checkpoint(cls, checkpoint_path, map_location=None, hparams_file=None, strict=None, **kwargs):
+        """Lightning's loader, with a clear :class:`CheckpointError` for a missing, empty,
+        corrupt or foreign checkpoint instead of a deep traceback."""
+
+        path = Path(checkpoint_path)
+        if not path.is_file():
+            raise CheckpointError(f"checkpoint {path} does not exist (or is not a file)")
+        if path.stat().st_size == 0:
+            raise CheckpointError(f"checkpoint {path} is empty; use another checkpoint (e.g. last.ckpt)")
+        try:
+            ckpt = torch.load(path, map_location="cpu", weights_only=False)
+        except Exception as e:
+            raise CheckpointError(f"checkpoint {path} is corrupt or not a PyTorch checkpoint ({type(e).__name__}: {e})") from None
+        hp = ckpt.get("hyper_parameters") if isinstance(ckpt, dict) else None
+        if not hp or "model" not in hp or "state_dict" not in ckpt:
+            raise CheckpointError(
+                f"{path} is not a checkpoint of this project's Classifier (no model name in its hyperparameters)"
+            )
+        try:
+            return super().load_from_checkpoint(path, map_location=map_location, hparams_file=hparams_file, strict=strict, **kwargs)
+        except RuntimeError as e:
+            raise CheckpointError(
+                f"{path}: its weights do not fit the model it names ({hp.get('model')!r}): {str(e).splitlines()[0]}"
+            ) from None

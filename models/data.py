@@ -1,0 +1,423 @@
+"""LightningDataModules that are fast by construction.
+
+Each split is kept as one uint8 tensor ``(N, C, H, W)`` and one int64 label tensor.
+A training step draws a whole batch by indexing those tensors with a list of indices
+(no per-sample Python, no PIL), the batch travels to the device as uint8 (4x less
+than float32), and conversion, resizing, augmentation and normalisation happen there
+on the whole batch (:meth:`TensorDataModule.on_after_batch_transfer`).
+
+Datasets are read from ``root`` (default ``$DATA_DIR``, else ``./data``) in torchvision's
+on-disk layouts, and downloaded there when missing and the network allows. CIFAR-10
+is read from the official ``cifar-10-batches-py`` folder or from image folders
+(``CIFAR10/{train,test}/<class>/<index>.png``). ``ImageFolderDataModule`` trains on a
+user's own ``train/<class>/*`` and ``test/<class>/*`` images.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from pathlib import Path
+
+import lightning as L
+import torch
+import torch.nn.functional as F
+import torchvision
+from torch.utils.data import BatchSampler, DataLoader, RandomSampler, SequentialSampler
+
+from .errors import ConfigError, DataError
+
+NORMALIZATIONS = ("standard", "lecun", "unit")
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp"}
+
+
+def default_root() -> str:
+    return os.environ.get("DATA_DIR") or "./data"
+
+
+def cache_dir() -> Path:
+    return Path(os.environ.get("NEOLENET_CACHE_DIR") or Path.home() / ".cache" / "neolenet")
+
+
+def transform_batch(
+    x: torch.Tensor,
+    mean: list[float],
+    std: list[float],
+    normalize: str = "standard",
+    resize: int | None = None,
+) -> torch.Tensor:
+    """uint8 ``(B, C, H, W)`` -> normalised float batch, on whatever device ``x`` is.
+
+    ``standard``: (x/255 - mean) / std, as torchvision's ToTensor + Normalize.
+    ``lecun``: background (0) -> -0.1, foreground (255) -> 1.175 (LeCun et al. 1998, II.B).
+    ``unit``: x / 255.
+    """
+    x = x.float().div_(255.0)
+    if resize is not None and x.shape[-1] != resize:
+        x = F.interpolate(x, size=(resize, resize), mode="bilinear", antialias=True, align_corners=False)
+    if normalize == "standard":
+        m = torch.tensor(mean, device=x.device).view(1, -1, 1, 1)
+        s = torch.tensor(std, device=x.device).view(1, -1, 1, 1)
+        x = (x - m) / s
+    elif normalize == "lecun":
+        x = x * 1.275 - 0.1
+    return x
+
+
+def random_crop_flip(x: torch.Tensor, pad: int, flip: bool) -> torch.Tensor:
+    """Batched random crop with zero padding (a random shift of up to ``pad`` pixels) and
+    optional horizontal flip, one random draw per image, no Python loop over images."""
+    b, c, h, w = x.shape
+    if pad > 0:
+        xp = F.pad(x, (pad, pad, pad, pad))
+        dy = torch.randint(0, 2 * pad + 1, (b,), device=x.device)
+        dx = torch.randint(0, 2 * pad + 1, (b,), device=x.device)
+        rows = (dy[:, None] + torch.arange(h, device=x.device))[:, None, :, None]
+        cols = (dx[:, None] + torch.arange(w, device=x.device))[:, None, None, :]
+        bi = torch.arange(b, device=x.device)[:, None, None, None]
+        ci = torch.arange(c, device=x.device)[None, :, None, None]
+        x = xp[bi, ci, rows, cols]
+    if flip:
+        mask = torch.rand(b, device=x.device) < 0.5
+        x = torch.where(mask[:, None, None, None], x.flip(3), x)
+    return x
+
+
+class _TensorBatches(torch.utils.data.Dataset):
+    """Indexed by a list of indices (from a BatchSampler): returns a whole batch at once."""
+
+    def __init__(self, x: torch.Tensor, y: torch.Tensor):
+        self.x, self.y = x, y
+
+    def __len__(self) -> int:
+        return len(self.y)
+
+    def __getitem__(self, idx):
+        idx = torch.as_tensor(idx)
+        return self.x[idx], self.y[idx]
+
+
+class TensorDataModule(L.LightningDataModule):
+    """Base class: subclasses implement :meth:`load_split` returning uint8 images and labels."""
+
+    mean: tuple[float, ...] = (0.5,)
+    std: tuple[float, ...] = (0.5,)
+    classes: tuple[str, ...] = tuple(str(i) for i in range(10))
+
+    def __init__(
+        self,
+        root: str | None = None,
+        batch_size: int = 128,
+        eval_batch_size: int = 1000,
+        val_size: int = 5000,
+        split_seed: int = 0,
+        normalize: str = "standard",
+        resize: int | None = None,
+        augment: bool = False,
+        crop_padding: int = 0,
+        hflip: bool = False,
+        download: bool = True,
+        pin_memory: bool = True,
+        train_subset: int | None = None,
+        **_ignored,  # in_channels/num_classes/image_size live in the config for interpolation
+    ):
+        super().__init__()
+        if normalize not in NORMALIZATIONS:
+            raise ConfigError(f"data.normalize must be one of {', '.join(NORMALIZATIONS)}, got {normalize!r}")
+        for key, value in (("batch_size", batch_size), ("eval_batch_size", eval_batch_size)):
+            if not isinstance(value, int) or value < 1:
+                raise ConfigError(f"data.{key} must be a positive integer, got {value!r}")
+        if not isinstance(val_size, int) or val_size < 0:
+            raise ConfigError(f"data.val_size must be an integer >= 0, got {val_size!r}")
+        if resize is not None and (not isinstance(resize, int) or resize < 1):
+            raise ConfigError(f"data.resize must be null or a positive integer, got {resize!r}")
+        self.root = Path(root or default_root()).expanduser()
+        self.save_hyperparameters(ignore=["_ignored"])
+        self.hparams["root"] = str(self.root)
+        self.data: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
+
+    # -- what subclasses provide -------------------------------------------------------
+    def load_split(self, train: bool) -> tuple[torch.Tensor, torch.Tensor]:
+        raise NotImplementedError
+
+    # -- setup -------------------------------------------------------------------------
+    def prepare_data(self) -> None:
+        self.load_split(train=True)  # downloads when missing (and fails clearly when it cannot)
+
+    def setup(self, stage: str | None = None) -> None:
+        if self.data:
+            return
+        x, y = self.load_split(train=True)
+        if self.hparams.val_size >= len(y):
+            raise ConfigError(
+                f"data.val_size={self.hparams.val_size} leaves no training images (the training split has {len(y)})"
+            )
+        perm = torch.randperm(len(y), generator=torch.Generator().manual_seed(self.hparams.split_seed))
+        val_idx, train_idx = perm[: self.hparams.val_size], perm[self.hparams.val_size :]
+        if self.hparams.train_subset:
+            train_idx = train_idx[: self.hparams.train_subset]
+        self.data["train"] = (x[train_idx].contiguous(), y[train_idx].contiguous())
+        self.data["val"] = (x[val_idx].contiguous(), y[val_idx].contiguous())
+        self.data["test"] = self.load_split(train=False)
+        if self.hparams.pin_memory and torch.cuda.is_available():
+            self.data = {k: (a.pin_memory(), b.pin_memory()) for k, (a, b) in self.data.items()}
+
+    # -- loaders -----------------------------------------------------------------------
+    def _loader(self, split: str, shuffle: bool) -> DataLoader:
+        x, y = self.data[split]
+        ds = _TensorBatches(x, y)
+        size = self.hparams.batch_size if split == "train" else self.hparams.eval_batch_size
+        sampler = RandomSampler(ds) if shuffle else SequentialSampler(ds)
+        return DataLoader(ds, batch_size=None, sampler=BatchSampler(sampler, size, drop_last=False))
+
+    def train_dataloader(self) -> DataLoader:
+        return self._loader("train", shuffle=True)
+
+    def val_dataloader(self) -> DataLoader:
+        return self._loader("val" if len(self.data["val"][1]) else "test", shuffle=False)
+
+    def test_dataloader(self) -> DataLoader:
+        return self._loader("test", shuffle=False)
+
+    def on_after_batch_transfer(self, batch, dataloader_idx: int):
+        x, y = batch
+        if x.dtype != torch.uint8:  # already transformed (e.g. a user's own tensors)
+            return x, y
+        training = self.trainer is not None and self.trainer.training
+        if training and self.hparams.augment:
+            x = random_crop_flip(x, self.hparams.crop_padding, self.hparams.hflip)
+        return self.transform(x), y
+
+    def transform(self, x: torch.Tensor) -> torch.Tensor:
+        """The evaluation transform of uint8 images (also used by predict.py)."""
+        return transform_batch(x, list(self.mean), list(self.std), self.hparams.normalize, self.hparams.resize)
+
+    def sample_batch(self, n: int, split: str = "train", device=None) -> tuple[torch.Tensor, torch.Tensor]:
+        """``n`` random normalised images of ``split`` (e.g. for a Hessian estimate)."""
+        if not self.data:
+            self.setup()
+        x, y = self.data[split]
+        idx = torch.randperm(len(y))[:n]
+        if device is None and self.trainer is not None:
+            device = self.trainer.strategy.root_device
+        return self.transform(x[idx].to(device)), y[idx].to(device)
+
+    def state_dict(self) -> dict:
+        """Saved in every checkpoint, so eval.py and predict.py can rebuild this data module."""
+        cls = type(self)
+        return {
+            "target": f"{cls.__module__}.{cls.__qualname__}",
+            "hparams": dict(self.hparams),
+            "classes": list(self.classes),
+            "mean": list(self.mean),
+            "std": list(self.std),
+        }
+
+    def load_state_dict(self, state: dict) -> None:
+        pass  # the data is reloaded from disk; nothing to restore
+
+
+# --- MNIST family --------------------------------------------------------------------
+
+
+def _expected_files(folder: Path, names) -> str:
+    return "\n".join(f"  {folder / n}" for n in names)
+
+
+class MNISTDataModule(TensorDataModule):
+    """MNIST (LeCun, Cortes, Burges): 60,000 train / 10,000 test 28x28 grey digits."""
+
+    dataset_cls = torchvision.datasets.MNIST
+    mean, std = (0.1307,), (0.3081,)
+
+    def load_split(self, train: bool):
+        cls = self.dataset_cls
+        raw = self.root / cls.__name__ / "raw"
+        names = [Path(url).name.removesuffix(".gz") for url, _ in cls.resources]
+        present = all((raw / n).exists() for n in names)
+        if not present and self.hparams.download:
+            try:
+                cls(str(self.root), train=train, download=True)
+            except Exception as e:  # no network, server error, ...
+                err = f"{type(e).__name__}: {e}"
+            else:
+                err = None
+            present = all((raw / n).exists() for n in names)
+        if not present:
+            raise DataError(
+                f"{cls.__name__} not found in {self.root.resolve()} and it could not be downloaded"
+                f"{' (' + err + ')' if not self.hparams.download or err else ''}.\n"
+                f"Put the four uncompressed IDX files here:\n{_expected_files(raw, names)}\n"
+                f"or point data.root (or the DATA_DIR environment variable) at a folder that has them."
+            )
+        try:
+            ds = cls(str(self.root), train=train, download=False)
+            x, y = ds.data, ds.targets
+        except Exception as e:
+            raise DataError(
+                f"{cls.__name__} files in {raw.resolve()} are truncated or corrupt ({type(e).__name__}: {e}). "
+                f"Delete them and download again (or copy intact ones there)."
+            ) from None
+        if x.ndim != 3 or len(x) != len(y) or x.dtype != torch.uint8:
+            raise DataError(
+                f"{cls.__name__} files in {raw.resolve()} have unexpected shapes: images {tuple(x.shape)}, "
+                f"labels {tuple(y.shape)}. Delete them and download again."
+            )
+        return x.unsqueeze(1).contiguous(), y.long()
+
+
+class FashionMNISTDataModule(MNISTDataModule):
+    """Fashion-MNIST (Xiao et al. 2017): 10 clothing classes, MNIST's sizes."""
+
+    dataset_cls = torchvision.datasets.FashionMNIST
+    mean, std = (0.2860,), (0.3530,)
+    classes = ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot")
+
+
+class KMNISTDataModule(MNISTDataModule):
+    """Kuzushiji-MNIST (Clanuwat et al. 2018): 10 cursive Japanese characters."""
+
+    dataset_cls = torchvision.datasets.KMNIST
+    mean, std = (0.1918,), (0.3483,)
+    classes = ("o", "ki", "su", "tsu", "na", "ha", "ma", "ya", "re", "wo")
+
+
+# --- image folders and CIFAR-10 -------------------------------------------------------
+
+
+def _index_key(path: Path):
+    """Sort files by the number in their name when there is one (CIFAR's canonical order)."""
+    stem = path.stem
+    return (0, int(stem), "") if stem.isdigit() else (1, 0, stem)
+
+
+def load_image_folder(
+    folder: Path, channels: int, size: int | None, classes: list[str] | None = None
+) -> tuple[torch.Tensor, torch.Tensor, list[str]]:
+    """Read ``folder/<class>/<image>`` files into a uint8 ``(N, channels, size, size)`` tensor.
+
+    Images of another size are resized, and of another channel count converted. The
+    result is cached (keyed by the folder, its file list and modification times) in
+    :func:`cache_dir`, so a second run reads one file instead of decoding every image.
+    """
+    from torchvision.io import ImageReadMode, decode_image
+
+    if not folder.is_dir():
+        raise DataError(f"image folder {folder.resolve()} does not exist")
+    classes = classes or sorted(p.name for p in folder.iterdir() if p.is_dir())
+    files = [
+        (f, label)
+        for label, c in enumerate(classes)
+        for f in sorted((folder / c).iterdir() if (folder / c).is_dir() else [], key=_index_key)
+        if f.suffix.lower() in IMAGE_SUFFIXES
+    ]
+    if not files:
+        raise DataError(
+            f"no images found in {folder.resolve()}: expected {folder}/<class>/<image>.png (or .jpg) files"
+        )
+    key = hashlib.sha1(
+        repr((str(folder.resolve()), channels, size, classes, [(str(f), f.stat().st_mtime_ns) for f, _ in files])).encode()
+    ).hexdigest()[:16]
+    cached = cache_dir() / f"images-{key}.pt"
+    if cached.exists():
+        try:
+            x, y = torch.load(cached)
+            return x, y, classes
+        except Exception:
+            pass  # a bad cache is rebuilt below
+    mode = ImageReadMode.GRAY if channels == 1 else ImageReadMode.RGB
+    images = []
+    for f, _ in files:
+        try:
+            img = decode_image(torchvision.io.read_file(str(f)), mode=mode)
+        except Exception as e:
+            raise DataError(f"{f} could not be read as an image ({e}); remove it or replace it") from None
+        if size is not None and tuple(img.shape[-2:]) != (size, size):
+            img = F.interpolate(img[None].float(), size=(size, size), mode="bilinear", antialias=True)[0]
+            img = img.round().clamp(0, 255).to(torch.uint8)
+        images.append(img)
+    shapes = {tuple(i.shape) for i in images}
+    if len(shapes) > 1:
+        raise DataError(f"images in {folder} have different sizes {sorted(shapes)[:3]}...; set data.image_size")
+    x = torch.stack(images)
+    y = torch.tensor([label for _, label in files], dtype=torch.long)
+    try:
+        cached.parent.mkdir(parents=True, exist_ok=True)
+        tmp = cached.with_suffix(".tmp")
+        torch.save((x, y), tmp)
+        os.replace(tmp, cached)
+    except OSError:
+        pass  # caching is an optimisation only
+    return x, y, classes
+
+
+class CIFAR10DataModule(TensorDataModule):
+    """CIFAR-10 (Krizhevsky 2009): 50,000 train / 10,000 test 32x32 colour images."""
+
+    mean = (0.4914, 0.4822, 0.4465)
+    std = (0.2470, 0.2435, 0.2616)
+    classes = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
+    batch_files = [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]
+
+    def load_split(self, train: bool):
+        batches = self.root / "cifar-10-batches-py"
+        folders = self.root / "CIFAR10"
+        if not batches.is_dir() and not folders.is_dir() and self.hparams.download:
+            try:
+                torchvision.datasets.CIFAR10(str(self.root), train=train, download=True)
+            except Exception:
+                pass  # reported below
+        if batches.is_dir():
+            try:
+                ds = torchvision.datasets.CIFAR10(str(self.root), train=train, download=False)
+                x = torch.from_numpy(ds.data)
+            except Exception as e:
+                raise DataError(
+                    f"CIFAR-10 batches in {batches.resolve()} are truncated or corrupt ({type(e).__name__}: {e}); "
+                    f"delete the folder and download again"
+                ) from None
+            if x.ndim != 4 or tuple(x.shape[1:]) != (32, 32, 3) or len(x) != len(ds.targets):
+                raise DataError(
+                    f"CIFAR-10 batches in {batches.resolve()} have the wrong shape {tuple(x.shape)} "
+                    f"(expected N x 32 x 32 x 3); delete the folder and download again"
+                )
+            return x.permute(0, 3, 1, 2).contiguous(), torch.tensor(ds.targets, dtype=torch.long)
+        if folders.is_dir():
+            x, y, _ = load_image_folder(folders / ("train" if train else "test"), 3, 32, list(self.classes))
+            return x, y
+        raise DataError(
+            f"CIFAR-10 not found in {self.root.resolve()} and it could not be downloaded. Put either the official "
+            f"batches here:\n{_expected_files(batches, self.batch_files)}\nor image folders "
+            f"{folders}/train/<class>/<index>.png and {folders}/test/<class>/<index>.png, "
+            f"or point data.root (or DATA_DIR) at a folder that has them."
+        )
+
+
+class ImageFolderDataModule(TensorDataModule):
+    """A user's own images: ``root/train/<class>/*`` and ``root/test/<class>/*`` (any size,
+    resized to ``image_size``; grey or colour, converted to ``in_channels``)."""
+
+    def __init__(self, root: str | None = None, in_channels: int = 3, image_size: int = 32, **kwargs):
+        if not isinstance(image_size, int) or image_size < 1:
+            raise ConfigError(f"data.image_size must be a positive integer, got {image_size!r}")
+        if in_channels not in (1, 3):
+            raise ConfigError(f"data.in_channels must be 1 or 3 for image folders, got {in_channels!r}")
+        super().__init__(root=root, **kwargs)
+        self.hparams.update(in_channels=in_channels, image_size=image_size)
+        self.mean = self.std = None
+
+    def load_split(self, train: bool):
+        split = self.root / ("train" if train else "test")
+        if not split.is_dir():
+            raise DataError(
+                f"image folder {split.resolve()} not found: data=image_folder expects "
+                f"{self.root}/train/<class>/<image> and {self.root}/test/<class>/<image> files"
+            )
+        classes = sorted(p.name for p in (self.root / "train").iterdir() if p.is_dir())
+        x, y, classes = load_image_folder(split, self.hparams.in_channels, self.hparams.image_size, classes)
+        self.classes = tuple(classes)
+        if train:
+            xf = x.float().div_(255)
+            self.mean = tuple(xf.mean(dim=(0, 2, 3)).tolist())
+            self.std = tuple(xf.std(dim=(0, 2, 3)).clamp_min(1e-3).tolist())
+        return x, y

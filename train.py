@@ -1,0 +1,69 @@
+"""Train a model: compose the config, instantiate, fit, test the best checkpoint.
+
+    python train.py                                   # the default model on MNIST
+    python train.py model=convnet data=cifar10 trainer.max_epochs=30 model.optimizer.lr=0.01 seed=1
+    python train.py -m model=convnet data=mnist,fashion_mnist          # a Hydra sweep
+    python train.py ckpt_path=<run>/checkpoints/last.ckpt              # resume
+    python train.py experiment=lenet5_paper                            # a preset
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import hydra
+import models  # noqa: F401  (registers the models and the ${coalesce:} resolver)
+import lightning as L
+import torch
+from hydra.utils import instantiate
+from lightning.pytorch.loggers import TensorBoardLogger
+from omegaconf import DictConfig, OmegaConf
+
+from models.cli import friendly_errors, instantiate_group
+
+log = logging.getLogger("train")
+
+
+def train(cfg: DictConfig) -> dict[str, float]:
+    """Fit (and test) the model described by ``cfg``; returns the final metrics."""
+    L.seed_everything(cfg.seed, workers=True)
+    torch.set_float32_matmul_precision(cfg.matmul_precision)
+    datamodule = instantiate(cfg.data)
+    model = instantiate(cfg.model)
+    callbacks = instantiate_group(cfg.get("callbacks"))
+    loggers = instantiate_group(cfg.get("logger"))
+    trainer: L.Trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False)
+    for lg in loggers:  # each run's hyperparameters with its final metrics (TensorBoard's HPARAMS tab)
+        if isinstance(lg, TensorBoardLogger):
+            lg.log_hyperparams(OmegaConf.to_container(cfg, resolve=True), {"hp/val_acc_best": 0.0, "hp/test_acc": 0.0})
+
+    trainer.fit(model, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
+    metrics = {k: float(v) for k, v in trainer.callback_metrics.items()}
+    if cfg.get("test"):
+        ckpt = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
+        trainer.test(model, datamodule=datamodule, ckpt_path=ckpt or None)
+        metrics.update({k: float(v) for k, v in trainer.callback_metrics.items()})
+        metrics["test/ckpt_path"] = ckpt
+    final = {"hp/val_acc_best": metrics.get("val/acc_best", 0.0), "hp/test_acc": metrics.get("test/acc", 0.0)}
+    for lg in loggers:
+        lg.log_metrics(final, step=trainer.global_step)
+        lg.finalize("success")
+    return metrics
+
+
+@hydra.main(version_base="1.3", config_path="configs", config_name="train")
+def main(cfg: DictConfig) -> float | None:
+    with friendly_errors():
+        metrics = train(cfg)
+    out = Path(cfg.paths.output_dir)
+    if "test/acc" in metrics:
+        print(f"test/acc: {metrics['test/acc']:.4f}  (test/loss {metrics.get('test/loss', float('nan')):.4f}, "
+              f"checkpoint {metrics.get('test/ckpt_path') or 'last weights'})")
+    print(f"logs and checkpoints: {out.resolve()}   (tensorboard --logdir {out.parent.resolve()})")
+    value = metrics.get(cfg.get("optimized_metric") or "")
+    return float(value) if value is not None else None
+
+
+if __name__ == "__main__":
+    main()
