@@ -126,7 +126,8 @@ def _pos_int(where: str, key: str, v: Any, minimum: int = 1) -> int:
 
 def _padding(where: str, key: str, v: Any, kernel: int) -> int | tuple[int, int]:
     if v == "same":
-        return same_padding(kernel)
+        p_l, p_r = same_padding(kernel)
+        return p_l if p_l == p_r else (p_l, p_r)
     if isinstance(v, bool) or not isinstance(v, int) or v < 0:
         raise ConfigError(f"{where}: {key} must be an integer >= 0 or 'same', got {v!r}")
     return v
@@ -270,3 +271,8 @@ def neocognitron(in_channels: int = 1, num_classes: int = 10, input_size: int = 
     ``c_padding`` and ``c_gain`` (blur only: the input gain before saturation).
     """
     return Neocognitron(in_channels, num_classes, input_size, stages, decision, dropout)
+
+
+# Fukushima's self-organising network is in its own file; importing it here registers
+# ``neocognitron_fukushima`` whenever this module is imported (it reuses the cells above).
+from . import neocognitron_fukushima  # noqa: E402,F401

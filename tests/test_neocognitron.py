@@ -1,0 +1,287 @@
+"""Both Neocognitrons: shapes, fixed C-planes, validation, the S-cell equation, Add-if-Silent,
+learning without autograd, self-organisation on bars, and learning on small data."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+import models
+from models import ConfigError, get_model
+from models.neocognitron import BlurCPlanes, PoolCPlanes, gaussian_kernel, saturate
+from models.neocognitron_fukushima import SLayer, edge_kernels
+
+torch.set_num_threads(1)
+
+
+# ----------------------------------------------------------------------------- supervised
+STAGE_CONFIGS = [
+    ([{"planes": 4}], 1, 28),
+    ([{"planes": 4, "c_kind": "blur", "c_kernel": 3, "c_stride": 2, "c_padding": 1}], 1, 28),
+    ([{"planes": 6, "s_kernel": 4, "s_padding": "same"}, {"planes": 8, "c_kind": "avg"}], 1, 28),
+    ([{"planes": 3, "s_kernel": 3, "s_stride": 2, "s_padding": 0, "c_kernel": 3, "c_stride": 1},
+      {"planes": 5, "s_kernel": 3, "batchnorm": True, "activation": "tanh", "c_kind": "blur",
+       "c_kernel": 2}], 3, 32),
+    ([{"planes": 4, "c_kernel": 2}, {"planes": 4, "c_kernel": 2}, {"planes": 4, "c_kernel": 2},
+      {"planes": 4, "s_kernel": 1, "c_kernel": 1}], 1, 28),
+    ([{"planes": 8, "s_kernel": 5, "s_padding": 0, "c_kernel": 2}], 1, 8),
+]
+
+
+@pytest.mark.parametrize("stages,cin,size", STAGE_CONFIGS)
+def test_supervised_shapes(stages, cin, size):
+    net = get_model("neocognitron", in_channels=cin, num_classes=7, input_size=size,
+                    stages=stages, decision=[16])
+    out = net(torch.randn(3, cin, size, size))
+    assert out.shape == (3, 7)
+    feats = net.features(torch.randn(2, cin, size, size))
+    assert feats.shape[-1] == net.sizes[-1] and feats.shape[1] == stages[-1]["planes"]
+
+
+def test_supervised_default_and_omegaconf():
+    from omegaconf import OmegaConf
+
+    cfg = OmegaConf.create({"stages": [{"planes": 4, "c_kind": "blur", "c_kernel": 3,
+                                         "c_padding": 1, "c_stride": 2}], "decision": [8]})
+    net = get_model("neocognitron", stages=cfg.stages, decision=cfg.decision)
+    assert net(torch.zeros(2, 1, 28, 28)).shape == (2, 10)
+    default = get_model("neocognitron")
+    assert default.sizes == [28, 14, 7]
+    # the S-layer parameter counts follow K * (C * L^2 + 1) (no conv bias with batchnorm: + BN's 2K)
+    s0 = default.s_layers()[0]
+    assert sum(p.numel() for p in s0.parameters()) == 32 * 25 + 2 * 32
+
+
+def test_c_planes_have_no_parameters_and_stay_fixed():
+    torch.manual_seed(0)
+    stages = [{"planes": 4, "s_kernel": 3, "c_kind": "blur", "c_kernel": 3, "c_stride": 2, "c_padding": 1},
+              {"planes": 4, "s_kernel": 3, "c_kind": "max", "c_kernel": 2}]
+    net = get_model("neocognitron", input_size=12, stages=stages, decision=[])
+    for c in net.c_layers():
+        assert list(c.parameters()) == []
+    blur = net.c_layers()[0]
+    assert "kernel" in dict(blur.named_buffers())
+    kernel0 = blur.kernel.clone()
+    s_w0 = net.s_layers()[0][0].weight.detach().clone()
+    opt = torch.optim.SGD(net.parameters(), lr=0.5)
+    x, y = torch.randn(16, 1, 12, 12), torch.randint(0, 10, (16,))
+    for _ in range(3):
+        opt.zero_grad()
+        F.cross_entropy(net(x), y).backward()
+        opt.step()
+    assert torch.equal(blur.kernel, kernel0)
+    assert not torch.equal(net.s_layers()[0][0].weight, s_w0)  # the S-planes did learn
+
+
+def test_blur_and_max_c_planes_match_their_definitions():
+    x = torch.rand(2, 3, 9, 9) * 3
+    blur = BlurCPlanes(3, 3, 2, 1, gain=2.0)
+    k = gaussian_kernel(3)
+    assert torch.isclose(k.sum(), torch.tensor(1.0)) and k[1, 1] == k.max()  # centre-weighted
+    y = blur(x)
+    xp = F.pad(x, (1, 1, 1, 1))
+    # output cell (1, 2) of plane 1 reads input rows 1..3, cols 3..5 of the padded map
+    s = 2.0 * (xp[0, 1, 2:5, 4:7] * k).sum()
+    assert torch.isclose(y[0, 1, 1, 2], s / (1 + s))
+    assert torch.allclose(saturate(torch.tensor([-1.0, 0.0, 3.0])), torch.tensor([0.0, 0.0, 0.75]))
+    assert torch.equal(PoolCPlanes("max", 2, 2)(x), F.max_pool2d(x, 2, 2))
+    assert torch.allclose(PoolCPlanes("avg", 3, 2)(x), F.avg_pool2d(x, 3, 2))
+
+
+@pytest.mark.parametrize("stages,match", [
+    ([{"planes": 4, "c_kind": "median"}], "stage 0.*c_kind"),
+    ([{"planes": 0}], "stage 0.*planes"),
+    ([{"planes": 4}, {"planes": 4, "s_kernel": 15, "s_padding": 0}], "stage 1 S-layer"),
+    ([{"planes": 4, "c_kernel": 2}] * 5, "stage 4 C-layer"),
+    ([{"planes": 4, "colour": 1}], "unknown key"),
+    ([{"planes": 4, "activation": "swish"}], "activation"),
+    ([{"planes": 4, "s_padding": -1}], "s_padding"),
+    ([], "non-empty"),
+])
+def test_supervised_config_errors(stages, match):
+    with pytest.raises(ConfigError, match=match):
+        get_model("neocognitron", stages=stages)
+
+
+def _digits():
+    from sklearn.datasets import load_digits
+
+    d = load_digits()
+    x = torch.tensor(d.images, dtype=torch.float32).unsqueeze(1) / 16.0
+    return x, torch.tensor(d.target)
+
+
+def test_supervised_learns_small_digits():
+    torch.manual_seed(0)
+    x, y = _digits()
+    perm = torch.randperm(len(x), generator=torch.Generator().manual_seed(0))
+    x, y = x[perm], y[perm]
+    xtr, ytr, xte, yte = x[:1200], y[:1200], x[1200:], y[1200:]
+    net = get_model("neocognitron", input_size=8, decision=[32], dropout=0.0, stages=[
+        {"planes": 16, "s_kernel": 3, "c_kind": "max", "c_kernel": 2},
+        {"planes": 32, "s_kernel": 3, "c_kind": "max", "c_kernel": 2}])
+    opt = torch.optim.AdamW(net.parameters(), lr=3e-3)
+    net.eval()
+    with torch.no_grad():
+        loss0 = F.cross_entropy(net(xtr), ytr).item()
+    net.train()
+    for _ in range(8):
+        for i in torch.randperm(1200).split(64):
+            opt.zero_grad()
+            F.cross_entropy(net(xtr[i]), ytr[i]).backward()
+            opt.step()
+    net.eval()
+    with torch.no_grad():
+        assert F.cross_entropy(net(xtr), ytr).item() < loss0 / 5
+        acc = (net(xte).argmax(1) == yte).float().mean().item()
+    assert acc > 0.9, acc
+
+
+# ----------------------------------------------------------------------------- Fukushima
+def test_fukushima_is_registered_and_has_no_parameters():
+    assert {"neocognitron", "neocognitron_fukushima"} <= set(models.list_models())
+    net = get_model("neocognitron_fukushima")
+    assert net.learns_by_backprop is False and list(net.parameters()) == []
+    assert net.sizes == [28, 14, 7, 4]
+    assert net(torch.rand(2, 1, 28, 28)).shape == (2, 10)
+
+
+def test_fukushima_handles_other_inputs_and_validates():
+    net = get_model("neocognitron_fukushima", in_channels=3, num_classes=4, input_size=32)
+    assert net(torch.rand(2, 3, 32, 32)).shape == (2, 4)
+    with pytest.raises(ConfigError, match="thetas"):
+        get_model("neocognitron_fukushima", thetas=[0.5, 0.5, 1.2, 0.5])
+    with pytest.raises(ConfigError, match="max_planes"):
+        get_model("neocognitron_fukushima", max_planes=[8])
+    with pytest.raises(ConfigError, match="UC3"):  # 4 -> 2 -> 1 -> 0 with 4x4 blurs
+        get_model("neocognitron_fukushima", input_size=4, c_kernels=[4, 4, 4])
+
+
+def test_s_cell_equals_its_equation_by_hand():
+    # One input plane, a 3x3 receptive field, one S-plane, selectivity 0.5.
+    layer = SLayer("US", 1, 3, theta=0.5, theta_learn=0.5, max_planes=1)
+    w = [[0.0, 1.0, 0.0], [0.0, 2.0, 0.0], [0.0, 1.0, 0.0]]  # a vertical-line weight direction
+    layer.set_weights(torch.tensor(w).view(1, 1, 3, 3))
+    x = [[0.0, 1.0, 0.0], [0.0, 1.0, 1.0], [0.0, 1.0, 0.0]]
+    c = layer.c2d.view(3, 3).tolist()  # the V-cell's fixed weights, centre-weighted
+    assert c[1][1] > c[0][1] > c[0][0]
+    norm = math.sqrt(sum(c[i][j] * w[i][j] ** 2 for i in range(3) for j in range(3)))
+    a = [[c[i][j] * w[i][j] / norm for j in range(3)] for i in range(3)]  # a = c w, sum c w^2 = 1
+    excit = sum(a[i][j] * x[i][j] for i in range(3) for j in range(3))
+    v = math.sqrt(sum(c[i][j] * x[i][j] ** 2 for i in range(3) for j in range(3)))
+    expected = max(excit - 0.5 * v, 0.0) / (1 - 0.5)
+    u = layer(torch.tensor(x).view(1, 1, 3, 3))
+    assert expected > 0
+    assert u[0, 0, 1, 1].item() == pytest.approx(expected, rel=1e-5)
+    # a stronger selectivity silences the same cell: sum a x / v is below 0.9
+    assert excit / v < 0.9 and layer(torch.tensor(x).view(1, 1, 3, 3), theta=0.9)[0, 0, 1, 1] == 0
+
+
+def _bar(horizontal: bool, pos: int, size: int = 9) -> torch.Tensor:
+    img = torch.zeros(1, 1, size, size)
+    if horizontal:
+        img[0, 0, pos, 2:size - 2] = 1.0
+    else:
+        img[0, 0, 2:size - 2, pos] = 1.0
+    return img
+
+
+def test_add_if_silent_grows_only_for_unanswered_patterns():
+    layer = SLayer("US", 1, 5, theta=0.5, theta_learn=0.7, max_planes=4)
+    assert layer.planes == 0
+    st = layer.learn(_bar(True, 4), q=1.0, active=0.5)
+    assert st["grown"] == 1 and layer.planes == 1  # no plane at all: silent -> a new plane
+    st = layer.learn(_bar(True, 4), q=1.0, active=0.5)
+    assert st["grown"] == 0 and st["silent"] == 0 and layer.planes == 1  # answered
+    st = layer.learn(_bar(False, 4), q=1.0, active=0.5)
+    assert st["grown"] == 1 and layer.planes == 2  # a vertical bar: the horizontal plane is silent
+    w = layer.weights()
+    # the new plane took its input as weights: it answers the vertical bar best
+    u = layer(_bar(False, 4))
+    assert u[0, 1].amax() > 0 and u[0, 0].amax() == 0
+    assert w.shape == (2, 1, 5, 5)
+
+
+def test_add_if_silent_respects_the_cap():
+    layer = SLayer("US", 1, 5, theta=0.5, theta_learn=0.95, max_planes=2)
+    batch = torch.cat([_bar(True, 4), _bar(False, 4), _bar(True, 2) + _bar(False, 6)])
+    layer.learn(batch, q=1.0, active=0.5)
+    assert layer.planes == 2
+
+
+def _bars(n: int, size: int = 16, seed: int = 0):
+    g = torch.Generator().manual_seed(seed)
+    imgs, kinds = [], []
+    for i in range(n):
+        horizontal = bool(i % 2)
+        img = torch.zeros(1, size, size)
+        p = int(torch.randint(3, size - 3, (1,), generator=g))
+        if horizontal:
+            img[0, p, 2:size - 2] = 1
+        else:
+            img[0, 2:size - 2, p] = 1
+        imgs.append(img)
+        kinds.append(int(horizontal))
+    return torch.stack(imgs), torch.tensor(kinds)
+
+
+def test_self_organisation_separates_bars_without_labels():
+    net = get_model("neocognitron_fukushima", input_size=16, n_orient=8, max_planes=[6, 6],
+                    thetas=[0.6, 0.5, 0.5, 0.5], thetas_learn=[0.7, 0.7, 0.7])
+    x, kind = _bars(40)
+    net.learn(x, None)  # US2 learns from unlabelled bars
+    net.learning_epoch_end()
+    assert 2 <= net.us2.planes <= 6
+    u = net.us2(net.layers_upto(x, 1))  # (B, K, H, W)
+    winner = u.amax((2, 3)).argmax(1)
+    h_win = torch.mode(winner[kind == 1]).values
+    v_win = torch.mode(winner[kind == 0]).values
+    assert h_win != v_win
+    assert (winner[kind == 1] == h_win).float().mean() > 0.8
+    assert (winner[kind == 0] == v_win).float().mean() > 0.8
+
+
+def test_learning_uses_no_autograd_and_top_rule():
+    torch.manual_seed(0)
+    x, y = _digits()
+    x = F.interpolate(x, size=16, mode="bilinear", align_corners=False)
+    net = get_model("neocognitron_fukushima", input_size=16, max_planes=[12, 16],
+                    learn_limit=[600, 600], top_epochs=2)
+    with torch.enable_grad():
+        while not net.done_learning:
+            for i in range(0, 1200, 200):
+                net.learn(x[i:i + 200], y[i:i + 200])
+            stats = net.learning_epoch_end()
+            assert all(math.isfinite(v) for v in stats.values())
+    assert list(net.parameters()) == []
+    for name, b in net.named_buffers():
+        assert not b.requires_grad and b.grad is None, name
+    assert net.us2.planes > 0 and net.us3.planes > 0 and net.refs.shape[0] > 10
+    acc = (net(x[1200:]).argmax(1) == y[1200:]).float().mean().item()
+    assert acc > 0.85, acc
+    # the top rule: a misclassified training pattern becomes a reference vector with its label
+    n0 = net.refs.shape[0]
+    net.phase = 2  # back to a top-learning pass
+    pred = net(x[:200]).argmax(1)
+    wrong_label = (pred + 1) % 10
+    net.learn(x[:1], wrong_label[:1])
+    assert net.refs.shape[0] == n0 + 1 and net.ref_labels[-1] == wrong_label[0]
+    right = pred[:1]
+    net.learn(x[:1], right)  # answered and correct: nothing new
+    assert net.refs.shape[0] == n0 + 1
+    # a checkpoint of the grown network loads into a fresh one
+    fresh = get_model("neocognitron_fukushima", input_size=16, max_planes=[12, 16])
+    fresh.load_state_dict(net.state_dict())
+    assert torch.equal(fresh(x[1200:1250]), net(x[1200:1250]))
+
+
+def test_edge_kernels_are_oriented():
+    k = edge_kernels(4, 5)
+    assert k.shape == (4, 2, 5, 5) and (k >= 0).all()
+    # orientation 0 reads the on-plane on the right, the off-plane on the left
+    assert k[0, 0, :, 3:].sum() > 0 and k[0, 0, :, :2].sum() == 0 and k[0, 1, :, :2].sum() > 0
+    # opposite orientations swap the on and off planes
+    assert torch.allclose(k[2, 0], k[0, 1])
