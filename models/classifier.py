@@ -161,24 +161,40 @@ class Classifier(L.LightningModule):
     def load_from_checkpoint(cls, checkpoint_path, map_location=None, hparams_file=None, strict=None, **kwargs):
         """Lightning's loader, with a clear :class:`CheckpointError` for a missing, empty,
         corrupt or foreign checkpoint instead of a deep traceback."""
-
-        path = Path(checkpoint_path)
-        if not path.is_file():
-            raise CheckpointError(f"checkpoint {path} does not exist (or is not a file)")
-        if path.stat().st_size == 0:
-            raise CheckpointError(f"checkpoint {path} is empty; use another checkpoint (e.g. last.ckpt)")
+        hp = read_checkpoint(checkpoint_path)["hyper_parameters"]
         try:
-            ckpt = torch.load(path, map_location="cpu", weights_only=False)
-        except Exception as e:
-            raise CheckpointError(f"checkpoint {path} is corrupt or not a PyTorch checkpoint ({type(e).__name__}: {e})") from None
-        hp = ckpt.get("hyper_parameters") if isinstance(ckpt, dict) else None
-        if not hp or "model" not in hp or "state_dict" not in ckpt:
-            raise CheckpointError(
-                f"{path} is not a checkpoint of this project's Classifier (no model name in its hyperparameters)"
+            return super().load_from_checkpoint(
+                checkpoint_path, map_location=map_location, hparams_file=hparams_file, strict=strict, **kwargs
             )
-        try:
-            return super().load_from_checkpoint(path, map_location=map_location, hparams_file=hparams_file, strict=strict, **kwargs)
         except RuntimeError as e:
             raise CheckpointError(
-                f"{path}: its weights do not fit the model it names ({hp.get('model')!r}): {str(e).splitlines()[0]}"
+                f"{checkpoint_path}: its weights do not fit the model it names ({hp.get('model')!r}): "
+                f"{str(e).splitlines()[0]}"
             ) from None
+
+
+def read_checkpoint(path) -> dict:
+    """Load a checkpoint file (on the CPU), checking that it is one of this project's."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint {path} does not exist (or is not a file)")
+    if path.stat().st_size == 0:
+        raise CheckpointError(f"checkpoint {path} is empty; use another checkpoint (e.g. last.ckpt)")
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=False)
+    except Exception as e:
+        raise CheckpointError(
+            f"checkpoint {path} is corrupt or not a PyTorch checkpoint ({type(e).__name__}: {str(e)[:200]})"
+        ) from None
+    hp = ckpt.get("hyper_parameters") if isinstance(ckpt, dict) else None
+    if not isinstance(hp, dict) or "model" not in hp or "state_dict" not in ckpt:
+        raise CheckpointError(f"{path} is not a checkpoint of this project's Classifier (it names no model)")
+    return ckpt
+
+
+def checkpoint_data_state(ckpt: dict) -> dict | None:
+    """The data module description (target, hparams, classes, mean, std) saved in a checkpoint."""
+    for value in ckpt.values():
+        if isinstance(value, dict) and {"target", "hparams"} <= value.keys():
+            return value
+    return None

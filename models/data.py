@@ -351,6 +351,33 @@ def load_image_folder(
     return x, y, classes
 
 
+def read_cifar_batches(folder: Path, names: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
+    """Read the official pickled CIFAR-10 batches (``data``: N x 3072 uint8, ``labels``: N ints)."""
+    import pickle
+
+    import numpy as np
+
+    xs, ys = [], []
+    for name in names:
+        path = folder / name
+        if not path.is_file():
+            raise DataError(f"CIFAR-10 batch {path} is missing; delete {folder} and download again")
+        try:
+            with open(path, "rb") as f:
+                batch = pickle.load(f, encoding="latin1")
+            data = np.asarray(batch["data"], dtype=np.uint8)
+            labels = np.asarray(batch.get("labels", batch.get("fine_labels")), dtype=np.int64)
+        except Exception as e:
+            raise DataError(f"CIFAR-10 batch {path} is truncated or corrupt ({type(e).__name__}: {e}); "
+                            f"delete {folder} and download again") from None
+        if data.ndim != 2 or data.shape[1] != 3 * 32 * 32 or len(data) != len(labels):
+            raise DataError(f"CIFAR-10 batch {path} has the wrong shape: data {data.shape}, labels {labels.shape} "
+                            f"(expected N x 3072 and N); delete {folder} and download again")
+        xs.append(torch.from_numpy(data).view(-1, 3, 32, 32))
+        ys.append(torch.from_numpy(labels))
+    return torch.cat(xs), torch.cat(ys)
+
+
 class CIFAR10DataModule(TensorDataModule):
     """CIFAR-10 (Krizhevsky 2009): 50,000 train / 10,000 test 32x32 colour images."""
 
@@ -368,20 +395,7 @@ class CIFAR10DataModule(TensorDataModule):
             except Exception:
                 pass  # reported below
         if batches.is_dir():
-            try:
-                ds = torchvision.datasets.CIFAR10(str(self.root), train=train, download=False)
-                x = torch.from_numpy(ds.data)
-            except Exception as e:
-                raise DataError(
-                    f"CIFAR-10 batches in {batches.resolve()} are truncated or corrupt ({type(e).__name__}: {e}); "
-                    f"delete the folder and download again"
-                ) from None
-            if x.ndim != 4 or tuple(x.shape[1:]) != (32, 32, 3) or len(x) != len(ds.targets):
-                raise DataError(
-                    f"CIFAR-10 batches in {batches.resolve()} have the wrong shape {tuple(x.shape)} "
-                    f"(expected N x 32 x 32 x 3); delete the folder and download again"
-                )
-            return x.permute(0, 3, 1, 2).contiguous(), torch.tensor(ds.targets, dtype=torch.long)
+            return read_cifar_batches(batches, self.batch_files[:5] if train else self.batch_files[5:])
         if folders.is_dir():
             x, y, _ = load_image_folder(folders / ("train" if train else "test"), 3, 32, list(self.classes))
             return x, y

@@ -1,0 +1,62 @@
+"""Evaluate a saved checkpoint on a test split and print its metrics.
+
+    python eval.py ckpt_path=logs/train/runs/<run>/checkpoints/last.ckpt
+    python eval.py ckpt_path=<file>.ckpt data=fashion_mnist      # another data set
+    python eval.py ckpt_path=<file>.ckpt data_root=/data         # the same data elsewhere
+"""
+
+from __future__ import annotations
+
+import hydra
+import lightning as L
+import torch
+from hydra.utils import instantiate
+from omegaconf import DictConfig
+
+import models  # noqa: F401  (registers the models and the ${coalesce:} resolver)
+from models.classifier import Classifier, checkpoint_data_state, read_checkpoint
+from models.cli import friendly_errors
+from models.errors import CheckpointError, ConfigError
+
+
+def build_datamodule(cfg: DictConfig, model: Classifier, ckpt: dict):
+    """The data module named on the command line, else the one the checkpoint was trained on."""
+    hp = model.hparams
+    if cfg.get("data") is None:
+        state = checkpoint_data_state(ckpt)
+        if state is None:
+            raise CheckpointError(f"{cfg.ckpt_path} does not record its data set; name one, e.g. data=mnist")
+        data_cfg = {"_target_": state["target"], **state["hparams"]}
+        if cfg.get("data_root"):
+            data_cfg["root"] = cfg.data_root
+        return instantiate(data_cfg)
+    for key, want in (("in_channels", hp.in_channels), ("num_classes", hp.num_classes), ("image_size", hp.input_size)):
+        have = cfg.data.get(key)
+        if have is not None and have != want:
+            raise ConfigError(
+                f"the checkpoint's model ({hp.model}) expects {key}={want}, but this data config gives {have}; "
+                f"evaluate it on a data set like the one it was trained on"
+            )
+    return instantiate(cfg.data, **({"root": cfg.data_root} if cfg.get("data_root") else {}))
+
+
+def evaluate(cfg: DictConfig) -> dict[str, float]:
+    L.seed_everything(cfg.seed, workers=True)
+    torch.set_float32_matmul_precision(cfg.matmul_precision)
+    ckpt = read_checkpoint(cfg.ckpt_path)
+    model = Classifier.load_from_checkpoint(cfg.ckpt_path, map_location="cpu")
+    datamodule = build_datamodule(cfg, model, ckpt)
+    trainer: L.Trainer = instantiate(cfg.trainer)
+    trainer.test(model, datamodule=datamodule)
+    return {k: float(v) for k, v in trainer.callback_metrics.items()}
+
+
+@hydra.main(version_base="1.3", config_path="configs", config_name="eval")
+def main(cfg: DictConfig) -> None:
+    with friendly_errors():
+        metrics = evaluate(cfg)
+    print(f"test/acc: {metrics['test/acc']:.4f}  test/loss: {metrics['test/loss']:.4f}  ({cfg.ckpt_path})")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,114 @@
+"""Shared fixtures: small data sets written to disk in torchvision's layouts, offline.
+
+The digits come from scikit-learn's bundled 8x8 handwritten digits (1,797 images),
+upscaled to 28x28, so that "does it learn" tests run on real handwriting."""
+
+from __future__ import annotations
+
+import pickle
+import struct
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from hydra import compose, initialize_config_dir
+
+import models  # noqa: F401  (registers models and resolvers)
+
+ROOT = Path(__file__).resolve().parents[1]
+CONFIGS = ROOT / "configs"
+
+
+def write_idx(path: Path, array: np.ndarray) -> None:
+    """Write an IDX file (the MNIST format): magic 0x0000 08 <ndim>, big-endian sizes, uint8 data."""
+    header = struct.pack(">I", 0x0800 | array.ndim) + struct.pack(f">{array.ndim}I", *array.shape)
+    path.write_bytes(header + array.astype(np.uint8).tobytes())
+
+
+def digits_28() -> tuple[np.ndarray, np.ndarray]:
+    """scikit-learn's 8x8 digits as 28x28 uint8 images (white digit on black, like MNIST)."""
+    from sklearn.datasets import load_digits
+
+    d = load_digits()
+    x = torch.tensor(d.images, dtype=torch.float32)[:, None] / 16.0
+    x = F.interpolate(x, size=(20, 20), mode="bilinear", align_corners=False)
+    x = F.pad(x, (4, 4, 4, 4))
+    return (x[:, 0] * 255).round().clamp(0, 255).to(torch.uint8).numpy(), d.target.astype(np.uint8)
+
+
+def make_mnist(root: Path, name: str = "MNIST", n_test: int = 297) -> Path:
+    x, y = digits_28()
+    raw = root / name / "raw"
+    raw.mkdir(parents=True, exist_ok=True)
+    write_idx(raw / "train-images-idx3-ubyte", x[n_test:])
+    write_idx(raw / "train-labels-idx1-ubyte", y[n_test:])
+    write_idx(raw / "t10k-images-idx3-ubyte", x[:n_test])
+    write_idx(raw / "t10k-labels-idx1-ubyte", y[:n_test])
+    return root
+
+
+def make_cifar_batches(root: Path, n_per_batch: int = 20) -> Path:
+    """A tiny CIFAR-10 in the official cifar-10-batches-py layout (random pixels)."""
+    folder = root / "cifar-10-batches-py"
+    folder.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(0)
+    for name in [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]:
+        batch = {
+            "data": rng.integers(0, 256, (n_per_batch, 3072), dtype=np.uint8),
+            "labels": rng.integers(0, 10, n_per_batch).tolist(),
+        }
+        with open(folder / name, "wb") as f:
+            pickle.dump(batch, f)
+    with open(folder / "batches.meta", "wb") as f:
+        pickle.dump({"label_names": ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]}, f)
+    return root
+
+
+@pytest.fixture(scope="session")
+def mnist_root(tmp_path_factory) -> Path:
+    return make_mnist(tmp_path_factory.mktemp("data"))
+
+
+@pytest.fixture(scope="session")
+def cifar_root(tmp_path_factory) -> Path:
+    return make_cifar_batches(tmp_path_factory.mktemp("cifar"))
+
+
+@pytest.fixture(autouse=True)
+def _isolate(tmp_path, monkeypatch):
+    """Caches go to a temporary folder; tests never touch the user's."""
+    monkeypatch.setenv("NEOLENET_CACHE_DIR", str(tmp_path / "cache"))
+
+
+def compose_train(overrides: list[str], run_dir: Path):
+    """The composed train.py config, as Hydra would build it, with the run folder set."""
+    from hydra.core.hydra_config import HydraConfig
+    from omegaconf import open_dict
+
+    with initialize_config_dir(version_base="1.3", config_dir=str(CONFIGS)):
+        cfg = compose("train", overrides=overrides, return_hydra_config=True)
+    HydraConfig.instance().set_config(cfg)
+    with open_dict(cfg):
+        cfg.paths.output_dir = str(run_dir)
+        del cfg.hydra
+    return cfg
+
+
+FAST = ["trainer.max_epochs=1", "trainer.log_every_n_steps=1", "callbacks.progress_bar.refresh_rate=0",
+        "trainer.enable_model_summary=false", "data.val_size=200", "data.batch_size=64"]
+
+
+class StopAfterEpochs:
+    """A callback that interrupts training after ``epochs`` epochs, as a killed run would be."""
+
+    def __new__(cls, epochs: int):
+        import lightning as L
+
+        class _Stop(L.Callback):
+            def on_train_epoch_end(self, trainer, pl_module):
+                if trainer.current_epoch + 1 >= epochs:
+                    trainer.should_stop = True
+
+        return _Stop()

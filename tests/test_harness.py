@@ -1,0 +1,256 @@
+"""The harness end to end, offline: configs compose, every model trains a batch,
+training learns, resume continues, eval reproduces, predict classifies, and bad
+input gets a clear message."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import lightning as L
+import pytest
+import torch
+from hydra.utils import instantiate
+from PIL import Image
+
+import models
+from models.classifier import Classifier
+from models.errors import CheckpointError, ConfigError, DataError, ImageError
+from tests.conftest import CONFIGS, FAST, ROOT, compose_train
+
+import eval as eval_script
+import predict as predict_script
+import train as train_script
+
+MODEL_CONFIGS = sorted(p.stem for p in (CONFIGS / "model").glob("*.yaml"))
+DATA_CONFIGS = sorted(p.stem for p in (CONFIGS / "data").glob("*.yaml") if p.stem != "image_folder")
+
+
+@pytest.mark.parametrize("data", DATA_CONFIGS)
+@pytest.mark.parametrize("model", MODEL_CONFIGS)
+def test_every_model_and_data_config_composes_and_instantiates(model, data, tmp_path):
+    cfg = compose_train([f"model={model}", f"data={data}", "data.root=/nonexistent"], tmp_path)
+    module = instantiate(cfg.model)
+    x = torch.randn(2, cfg.data.in_channels, cfg.data.image_size, cfg.data.image_size)
+    assert module(x).shape == (2, cfg.data.num_classes)
+    instantiate(cfg.data)  # constructing a data module reads nothing yet
+
+
+@pytest.mark.parametrize("name", models.list_models())
+def test_fast_dev_run_every_registered_model(name, mnist_root):
+    dm = models.data.MNISTDataModule(root=str(mnist_root), batch_size=32, val_size=64, download=False)
+    module = Classifier(model=name)
+    trainer = L.Trainer(fast_dev_run=True, accelerator="cpu", logger=False, enable_progress_bar=False,
+                        enable_model_summary=False)
+    trainer.fit(module, datamodule=dm)
+    trainer.test(module, datamodule=dm)
+    assert 0.0 <= trainer.callback_metrics["test/acc"] <= 1.0
+
+
+def test_convnet_learns_real_handwritten_digits(mnist_root, tmp_path):
+    """On scikit-learn's 1,797 handwritten digits (upscaled), three epochs reach 90% test accuracy."""
+    cfg = compose_train(FAST + [f"data.root={mnist_root}", "trainer.max_epochs=3", "data.download=false",
+                                "logger=csv"], tmp_path)
+    metrics = train_script.train(cfg)
+    assert metrics["test/acc"] >= 0.90, metrics
+    assert metrics["val/acc_best"] >= 0.90, metrics
+    assert (tmp_path / "checkpoints" / "last.ckpt").is_file()
+    assert (tmp_path / "csv" / "metrics.csv").is_file()
+
+
+@pytest.fixture(scope="module")
+def trained_run(mnist_root, tmp_path_factory):
+    """One short training run (tensorboard logger) shared by the tests below: planned for
+    3 epochs, interrupted after 2."""
+    run = tmp_path_factory.mktemp("run")
+    cfg = compose_train(FAST + [f"data.root={mnist_root}", "trainer.max_epochs=3", "data.download=false",
+                                "data.train_subset=640", "+callbacks.stop._target_=tests.conftest.StopAfterEpochs",
+                                "+callbacks.stop.epochs=2"], run)
+    metrics = train_script.train(cfg)
+    return run, cfg, metrics
+
+
+def test_run_folder_holds_checkpoints_and_tensorboard_events(trained_run):
+    run, _, metrics = trained_run
+    assert {"val/acc_best", "test/acc", "train/loss_epoch", "val/loss"} <= set(metrics)
+    assert (run / "checkpoints" / "last.ckpt").is_file()
+    events = list((run / "tensorboard").glob("events.out.tfevents.*"))
+    assert events
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    acc = EventAccumulator(str(run / "tensorboard"))
+    acc.Reload()
+    tags = set(acc.Tags()["scalars"])
+    assert {"train/loss_step", "train/acc", "val/acc", "val/loss", "val/acc_best", "test/acc",
+            "hp/test_acc", "lr-AdamW"} <= tags, tags
+
+
+def test_resume_continues_at_the_right_epoch_and_step(trained_run, mnist_root, tmp_path):
+    run, _, _ = trained_run
+    last = run / "checkpoints" / "last.ckpt"
+    ckpt = torch.load(last, map_location="cpu", weights_only=False)
+    assert ckpt["epoch"] == 1 and ckpt["global_step"] == 2 * 10  # 640 images / 64 per batch
+    cfg = compose_train(FAST + [f"data.root={mnist_root}", "trainer.max_epochs=3", "data.download=false",
+                                "data.train_subset=640", f"ckpt_path={last}", "logger=csv"], tmp_path)
+    assert cfg.model == trained_run[1].model
+    train_script.train(cfg)
+    resumed = torch.load(tmp_path / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)
+    assert resumed["epoch"] == 2 and resumed["global_step"] == 3 * 10
+
+
+def test_eval_reproduces_the_test_accuracy_of_training(trained_run):
+    run, _, metrics = trained_run
+    from hydra import compose, initialize_config_dir
+
+    with initialize_config_dir(version_base="1.3", config_dir=str(CONFIGS)):
+        cfg = compose("eval", overrides=[f"ckpt_path={metrics['test/ckpt_path']}", "trainer.enable_progress_bar=false"])
+    result = eval_script.evaluate(cfg)
+    assert abs(result["test/acc"] - metrics["test/acc"]) < 1e-4
+
+
+def test_checkpoint_loads_without_hydra(trained_run, mnist_root):
+    run, _, _ = trained_run
+    module = Classifier.load_from_checkpoint(run / "checkpoints" / "last.ckpt", map_location="cpu")
+    assert module.hparams.model == "convnet" and module.hparams.num_classes == 10
+    assert module(torch.zeros(1, 1, 28, 28)).shape == (1, 10)
+
+
+def test_predict_prints_top_classes_and_converts_images(trained_run, mnist_root, tmp_path, capsys):
+    run, _, _ = trained_run
+    from tests.conftest import digits_28
+
+    x, y = digits_28()
+    grey = tmp_path / "digit.png"
+    Image.fromarray(x[0]).save(grey)
+    colour = tmp_path / "digit_big.jpg"
+    Image.fromarray(x[0]).convert("RGB").resize((64, 64)).save(colour)
+    predict_script.main([str(run / "checkpoints" / "last.ckpt"), str(grey), str(colour), "--topk", "2"])
+    out = capsys.readouterr()
+    lines = out.out.strip().splitlines()
+    assert len(lines) == 2 and lines[0].startswith(f"{grey}: ") and lines[0].count("(") == 2
+    assert "converted from 3 to 1 channel" in out.err and "resized from 64x64 to 28x28" in out.err
+    probs = [float(p.split("(")[1].rstrip(")")) for p in lines[0].split(": ", 1)[1].split(", ")]
+    assert probs == sorted(probs, reverse=True) and 0 < sum(probs) <= 1.0001
+
+
+# --- pipelines --------------------------------------------------------------------------
+
+
+def test_tensor_pipeline_equals_torchvision_transforms(mnist_root):
+    import torchvision
+    from torchvision import transforms as T
+
+    dm = models.data.MNISTDataModule(root=str(mnist_root), download=False)
+    tv = torchvision.datasets.MNIST(str(mnist_root), train=False, download=False,
+                                    transform=T.Compose([T.ToTensor(), T.Normalize((0.1307,), (0.3081,))]))
+    x, _ = dm.load_split(train=False)
+    ours = dm.transform(x[:16])
+    reference = torch.stack([tv[i][0] for i in range(16)])
+    torch.testing.assert_close(ours, reference, atol=1e-6, rtol=1e-6)
+
+
+def test_cifar_batches_and_image_folder_layouts_agree(cifar_root, tmp_path):
+    dm = models.data.CIFAR10DataModule(root=str(cifar_root), download=False)
+    x, y = dm.load_split(train=False)
+    assert x.shape == (20, 3, 32, 32) and x.dtype == torch.uint8
+    folder = tmp_path / "CIFAR10" / "test"
+    for i, (img, label) in enumerate(zip(x, y)):
+        d = folder / dm.classes[label]
+        d.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(img.permute(1, 2, 0).numpy()).save(d / f"{i:05d}.png")
+    x2, y2 = models.data.CIFAR10DataModule(root=str(tmp_path), download=False).load_split(train=False)
+    order = torch.argsort(y, stable=True)  # the folders are read class by class, each in index order
+    assert torch.equal(x2, x[order]) and torch.equal(y2, y[order])
+
+
+def test_batched_augmentation_shifts_and_flips():
+    x = torch.arange(2 * 1 * 4 * 4, dtype=torch.float32).view(2, 1, 4, 4)
+    torch.manual_seed(0)
+    out = models.data.random_crop_flip(x, pad=1, flip=True)
+    assert out.shape == x.shape
+    for img, src in zip(out, x):  # each output is a shifted (and maybe flipped) copy of its source
+        candidates = []
+        padded = torch.nn.functional.pad(src, (1, 1, 1, 1))
+        for dy in range(3):
+            for dx in range(3):
+                crop = padded[:, dy:dy + 4, dx:dx + 4]
+                candidates += [crop, crop.flip(2)]
+        assert any(torch.equal(img, c) for c in candidates)
+
+
+# --- bad input ----------------------------------------------------------------------------
+
+
+def test_unknown_model_lists_the_registered_ones():
+    with pytest.raises(ConfigError, match="unknown model 'lenet9'; registered models are: .*convnet"):
+        models.get_model("lenet9")
+
+
+def test_feature_maps_that_shrink_to_nothing_fail_at_construction():
+    blocks = [{"channels": 8, "kernel": 5, "pool": "max"}] * 3
+    with pytest.raises(ConfigError, match=r"convnet block 2 \(conv 5x5\): a 5x5 kernel .* does not fit its 4x4 input map"):
+        models.get_model("convnet", input_size=28, blocks=blocks)
+
+
+def test_missing_dataset_offline_says_where_to_put_it(tmp_path):
+    dm = models.data.MNISTDataModule(root=str(tmp_path), download=False)
+    with pytest.raises(DataError, match=r"MNIST not found in .*\n.*Put the four uncompressed IDX files here:\n.*train-images-idx3-ubyte"):
+        dm.setup()
+    with pytest.raises(DataError, match="CIFAR-10 not found .*data_batch_1.*CIFAR10/train/<class>"):
+        models.data.CIFAR10DataModule(root=str(tmp_path), download=False).setup()
+
+
+def test_truncated_idx_file_is_reported(mnist_root, tmp_path):
+    import shutil
+
+    shutil.copytree(mnist_root / "MNIST", tmp_path / "MNIST")
+    f = tmp_path / "MNIST" / "raw" / "t10k-images-idx3-ubyte"
+    f.write_bytes(f.read_bytes()[:1000])
+    with pytest.raises(DataError, match="truncated or corrupt"):
+        models.data.MNISTDataModule(root=str(tmp_path), download=False).load_split(train=False)
+
+
+def test_bad_checkpoints_are_reported(tmp_path, trained_run):
+    empty = tmp_path / "empty.ckpt"
+    empty.touch()
+    with pytest.raises(CheckpointError, match="is empty"):
+        Classifier.load_from_checkpoint(empty)
+    junk = tmp_path / "junk.ckpt"
+    junk.write_bytes(b"not a checkpoint at all")
+    with pytest.raises(CheckpointError, match="corrupt or not a PyTorch checkpoint"):
+        Classifier.load_from_checkpoint(junk)
+    other = tmp_path / "other.ckpt"
+    torch.save({"state_dict": {}, "hyper_parameters": {"lr": 1}}, other)
+    with pytest.raises(CheckpointError, match="not a checkpoint of this project's Classifier"):
+        Classifier.load_from_checkpoint(other)
+    run, _, _ = trained_run
+    ckpt = torch.load(run / "checkpoints" / "last.ckpt", weights_only=False)
+    ckpt["hyper_parameters"]["model_kwargs"] = {"mlp": [17]}  # a checkpoint of another model
+    mismatched = tmp_path / "mismatched.ckpt"
+    torch.save(ckpt, mismatched)
+    with pytest.raises(CheckpointError, match="its weights do not fit the model it names"):
+        Classifier.load_from_checkpoint(mismatched)
+
+
+def test_predict_rejects_missing_files_directories_and_non_images(tmp_path, trained_run):
+    run, _, _ = trained_run
+    ckpt = str(run / "checkpoints" / "last.ckpt")
+    with pytest.raises(ImageError, match="no such file"):
+        predict_script.predict(ckpt, [str(tmp_path / "nope.png")])
+    with pytest.raises(ImageError, match="is a directory"):
+        predict_script.predict(ckpt, [str(tmp_path)])
+    text = tmp_path / "notes.png"
+    text.write_text("hello")
+    with pytest.raises(ImageError, match="is not an image"):
+        predict_script.predict(ckpt, [str(text)])
+
+
+def test_command_line_prints_the_message_without_traceback(tmp_path):
+    result = subprocess.run(
+        [sys.executable, "train.py", "model.model_kwargs.mlp=[0]", f"hydra.run.dir={tmp_path}"],
+        cwd=ROOT, capture_output=True, text=True, timeout=120,
+    )
+    assert result.returncode == 2
+    assert "error: convnet mlp layer 0: width must be a positive integer, got 0" in result.stderr
+    assert "Traceback" not in result.stderr
