@@ -1,0 +1,122 @@
+"""Time the three convolution algorithms of ``models.ops`` and the ``auto`` choice.
+
+For every image side N (32-256) and kernel side M (3-31) it times a forward pass of
+``direct`` (``F.conv2d``), ``scan`` (unfold + one matrix product), ``fft`` (transform
+domain) and ``auto`` (``ops.Conv2d(algorithm="auto")``, which picks by the calibrated cost
+model), on a batch of B images with C maps in and C maps out, no padding, stride 1.
+Prints a Markdown table (median milliseconds), the crossover kernel side per image side
+(the smallest M from which fft beats direct), how far ``auto`` is from the fastest, and
+the 128x128 / 31x31 direct-vs-fft ratio.
+
+    python benchmarks/bench_ops.py                    # the full table (a few minutes)
+    python benchmarks/bench_ops.py --sides 32 64 --kernels 3 7 --repeats 3
+    python benchmarks/bench_ops.py --threads 1 --recalibrate
+
+Timings are medians of interleaved repeats (direct, scan, fft, auto, direct, ...) so that
+load from other processes hits all four alike; big cells get fewer repeats.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from models import ops  # noqa: E402
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def time_cell(fns: dict, device: torch.device, budget_s: float, max_repeats: int) -> dict[str, float]:
+    """Median seconds per function, interleaving the repeats; repeats shrink for slow cells."""
+    first = {}
+    for name, fn in fns.items():  # warm-up run, also used to size the repeats
+        t0 = time.perf_counter()
+        fn()
+        _sync(device)
+        first[name] = time.perf_counter() - t0
+    per_round = sum(first.values())
+    repeats = max(1, min(max_repeats, int(budget_s / max(per_round, 1e-9))))
+    times: dict[str, list[float]] = {name: [] for name in fns}
+    for _ in range(repeats):
+        for name, fn in fns.items():
+            t0 = time.perf_counter()
+            fn()
+            _sync(device)
+            times[name].append(time.perf_counter() - t0)
+    return {name: statistics.median(ts) for name, ts in times.items()}
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--sides", type=int, nargs="+", default=[32, 64, 128, 256])
+    parser.add_argument("--kernels", type=int, nargs="+", default=[3, 5, 7, 11, 15, 21, 31])
+    parser.add_argument("--batch", type=int, default=8)
+    parser.add_argument("--maps", type=int, default=16, help="maps in = maps out")
+    parser.add_argument("--repeats", type=int, default=7, help="most repeats per cell")
+    parser.add_argument("--budget", type=float, default=1.5, help="seconds of repeats per cell")
+    parser.add_argument("--threads", type=int, default=None, help="torch.set_num_threads")
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--recalibrate", action="store_true", help="re-measure auto's constants")
+    args = parser.parse_args(argv)
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    device = torch.device(args.device)
+    t0 = time.perf_counter()
+    cal = ops.calibrate(device, force=args.recalibrate)
+    print(f"device {device} ({ops._device_key(device)}), threads {torch.get_num_threads()}, "
+          f"calibration {time.perf_counter() - t0:.1f} s: "
+          + ", ".join(f"{k}={['%.3g' % v for v in c]}" for k, c in cal.items()))
+    print(f"batch {args.batch}, {args.maps} maps in and out, stride 1, no padding, forward pass, "
+          f"median ms\n")
+    print("| N | M | direct | scan | fft | auto (pick) | fastest | auto / fastest |")
+    print("|---|---|---|---|---|---|---|---|")
+    rows = []
+    gen = torch.Generator().manual_seed(0)
+    with torch.no_grad():
+        for n in args.sides:
+            for m in args.kernels:
+                if m > n:
+                    continue
+                x = torch.randn(args.batch, args.maps, n, n, generator=gen).to(device)
+                layer = ops.Conv2d(args.maps, args.maps, m, algorithm="auto").to(device)
+                w, b = layer.weight, layer.bias
+                fns = {alg: (lambda f=f: f(x, w, b)) for alg, f in ops.ALGORITHMS.items()}
+                fns["auto"] = lambda: layer(x)
+                t = time_cell(fns, device, args.budget, args.repeats)
+                pick = layer.chosen_algorithm(x.shape, device)
+                best = min(("direct", "scan", "fft"), key=t.get)
+                ratio = t["auto"] / t[best]
+                rows.append((n, m, t, pick, best, ratio))
+                print(f"| {n} | {m} | {t['direct'] * 1e3:.2f} | {t['scan'] * 1e3:.2f} | "
+                      f"{t['fft'] * 1e3:.2f} | {t['auto'] * 1e3:.2f} ({pick}) | {best} | {ratio:.2f} |",
+                      flush=True)
+    print()
+    for n in args.sides:
+        cells = [(m, t) for nn_, m, t, *_ in rows if nn_ == n]
+        cross = next((m for i, (m, _) in enumerate(cells)
+                      if all(tt["fft"] < tt["direct"] for _, tt in cells[i:])), None)
+        print(f"crossover N={n}: fft beats direct from M = {cross if cross else 'never (in this range)'}")
+    worst = max(rows, key=lambda r: r[5])
+    within = sum(r[5] <= 1.10 for r in rows)
+    print(f"auto within 10% of the fastest in {within}/{len(rows)} cells "
+          f"(worst {worst[5]:.2f} at N={worst[0]}, M={worst[1]}: picked {worst[3]}, fastest {worst[4]})")
+    goal = [r for r in rows if r[0] == 128 and r[1] == 31]
+    if goal and args.batch == 8 and args.maps == 16:
+        t = goal[0][2]
+        print(f"128x128 image, 31x31 kernel, batch 8, 16->16 maps: direct {t['direct'] * 1e3:.1f} ms, "
+              f"fft {t['fft'] * 1e3:.1f} ms, fft is {t['direct'] / t['fft']:.1f}x faster")
+
+
+if __name__ == "__main__":
+    main()
