@@ -1,0 +1,219 @@
+"""Lightning callbacks that draw what a network learned into TensorBoard.
+
+Each one logs at the end of every ``every_n_epochs``-th validation epoch (not during the
+sanity check), through the run's :class:`~lightning.pytorch.loggers.TensorBoardLogger`;
+with another logger, or none, it does nothing. Tags:
+
+================  ===================================================================
+callback          tags
+================  ===================================================================
+FilterImages      ``filters/<layer>``: the weights of every conv / S layer (first layer
+                  as images; deeper layers as a grid, one row per output map, one column
+                  per input map)
+FeatureMaps       ``feature_maps/input`` and ``feature_maps/<layer>`` for a fixed set of
+                  validation images (the first ``n_images`` of the validation split), and
+                  for a network that grows (the self-organised Neocognitron)
+                  ``planes/<layer>``: the number of planes each layer has
+ValidationErrors  ``val/confusion_matrix`` and ``val/worst_mistakes`` (figures)
+ModelGraph        the model graph (TensorBoard's GRAPHS tab), once
+ParamNorms        ``weight_norm/<parameter>`` each logging epoch and, if ``log_grads``,
+                  ``grad_norm/<parameter>`` every ``trainer.log_every_n_steps`` steps
+================  ===================================================================
+
+They are configured in ``configs/callbacks/`` and switched off one by one with
+``callbacks.<name>.enabled=false`` (or all with ``callbacks=none``).
+"""
+
+from __future__ import annotations
+
+import lightning as L
+import torch
+from lightning.pytorch.loggers import TensorBoardLogger
+from lightning.pytorch.utilities import rank_zero_warn
+
+from . import visualize as viz
+
+
+def tensorboard_writer(trainer: L.Trainer):
+    """The SummaryWriter of the trainer's TensorBoard logger, or None."""
+    if not trainer.is_global_zero:
+        return None
+    for lg in trainer.loggers:
+        if isinstance(lg, TensorBoardLogger):
+            return lg.experiment
+    return None
+
+
+class _TensorBoardCallback(L.Callback):
+    def __init__(self, every_n_epochs: int = 1):
+        if not isinstance(every_n_epochs, int) or every_n_epochs < 1:
+            from .errors import ConfigError
+
+            raise ConfigError(f"{type(self).__name__}: every_n_epochs must be a positive integer, got {every_n_epochs!r}")
+        self.every_n_epochs = every_n_epochs
+
+    def _due(self, trainer: L.Trainer) -> bool:
+        if trainer.sanity_checking or tensorboard_writer(trainer) is None:
+            return False
+        return (trainer.current_epoch + 1) % self.every_n_epochs == 0
+
+    @staticmethod
+    def _images(batch) -> torch.Tensor | None:
+        x = batch[0] if isinstance(batch, (tuple, list)) else batch
+        return x if isinstance(x, torch.Tensor) and x.dim() == 4 and x.is_floating_point() else None
+
+
+class FilterImages(_TensorBoardCallback):
+    """``filters/<layer>``: the learned filters of every conv / S layer as image grids."""
+
+    def __init__(self, every_n_epochs: int = 1, max_out: int = 64, max_in: int = 32):
+        super().__init__(every_n_epochs)
+        self.max_out, self.max_in = max_out, max_in
+
+    def on_validation_epoch_end(self, trainer, pl_module):
+        if not self._due(trainer):
+            return
+        writer = tensorboard_writer(trainer)
+        for name, w in viz.conv_filters(pl_module).items():
+            writer.add_image(f"filters/{name}", viz.filter_grid(w, self.max_out, self.max_in), trainer.global_step)
+
+
+class FeatureMaps(_TensorBoardCallback):
+    """``feature_maps/<layer>`` of a fixed set of validation images; ``planes/<layer>`` for a
+    network that grows its planes."""
+
+    def __init__(self, every_n_epochs: int = 1, n_images: int = 4, max_maps: int = 16, size: int = 48):
+        super().__init__(every_n_epochs)
+        self.n_images, self.max_maps, self.size = n_images, max_maps, size
+        self.images: torch.Tensor | None = None
+
+    def on_validation_batch_end(self, trainer, pl_module, outputs, batch, batch_idx, dataloader_idx=0):
+        if self.images is None and batch_idx == 0 and dataloader_idx == 0 and not trainer.sanity_checking:
+            x = self._images(batch)
+            if x is not None:
+                self.images = x[: self.n_images].detach().clone()
+
+    def on_validation_epoch_end(self, trainer, pl_module):
+        if not self._due(trainer):
+            return
+        writer, step = tensorboard_writer(trainer), trainer.global_step
+        planes = viz.planes_per_layer(pl_module)
+        for name, n in (planes or {}).items():
+            writer.add_scalar(f"planes/{name}", n, step)
+        if self.images is None:
+            return
+        x = self.images.to(pl_module.device)
+        writer.add_image("feature_maps/input", viz.feature_map_grid(x.cpu(), 1, self.size), step)
+        for name, maps in viz.feature_maps(pl_module, x).items():
+            if maps.shape[1] == 0 or maps.shape[-1] * maps.shape[-2] == 1:  # no planes yet, or 1x1 maps
+                continue
+            writer.add_image(f"feature_maps/{name}", viz.feature_map_grid(maps, self.max_maps, self.size), step)
+
+
+class ValidationErrors(_TensorBoardCallback):
+    """``val/confusion_matrix`` and ``val/worst_mistakes``: the ``k`` misclassified validation
+    images whose true class got the lowest probability, titled 'true→predicted (p(true))'."""
+
+    def __init__(self, every_n_epochs: int = 1, k: int = 16, normalize: bool = False):
+        super().__init__(every_n_epochs)
+        self.k, self.normalize = k, normalize
+        self.last_cm: torch.Tensor | None = None  # the confusion matrix logged last
+        self._reset()
+
+    def _reset(self):
+        self.cm: torch.Tensor | None = None
+        self.worst: tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor] | None = None
+
+    def on_validation_epoch_start(self, trainer, pl_module):
+        self._reset()
+
+    @torch.no_grad()
+    def on_validation_batch_end(self, trainer, pl_module, outputs, batch, batch_idx, dataloader_idx=0):
+        if dataloader_idx != 0 or not self._due(trainer):
+            return
+        x, y = batch[0], batch[1]
+        scores = outputs.get("scores") if isinstance(outputs, dict) else None
+        if scores is None:  # the module's validation_step does not return its scores
+            scores = pl_module(x)
+        scores, y = scores.detach().float().cpu(), y.detach().cpu()
+        n = scores.shape[1]
+        pred = scores.argmax(1)
+        cm = torch.bincount(y * n + pred, minlength=n * n).view(n, n)
+        self.cm = cm if self.cm is None else self.cm + cm
+        idx = viz.worst_mistakes(scores, y, self.k)
+        if len(idx):
+            p_true = scores.softmax(1)[idx, y[idx]]
+            cand = (x[idx].detach().float().cpu(), y[idx], pred[idx], p_true)
+            if self.worst is not None:
+                cand = tuple(torch.cat([a, b]) for a, b in zip(self.worst, cand))
+            keep = cand[3].argsort()[: self.k]
+            self.worst = tuple(t[keep] for t in cand)
+
+    def on_validation_epoch_end(self, trainer, pl_module):
+        if not self._due(trainer) or self.cm is None:
+            return
+        writer, step = tensorboard_writer(trainer), trainer.global_step
+        classes = getattr(trainer.datamodule, "classes", None) if trainer.datamodule is not None else None
+        if classes is not None and len(classes) != self.cm.shape[0]:
+            classes = None
+        self.last_cm = self.cm
+        writer.add_figure("val/confusion_matrix", viz.confusion_figure(self.cm, classes, self.normalize), step)
+        if self.worst is not None:
+            images, t, p, pt = self.worst
+            writer.add_figure("val/worst_mistakes", viz.mistakes_figure(images, t, p, pt, classes), step)
+        self._reset()
+
+
+class ModelGraph(_TensorBoardCallback):
+    """The network's graph (traced on two validation images), logged once."""
+
+    def __init__(self):
+        super().__init__(1)
+        self.example: torch.Tensor | None = None
+        self.done = False
+
+    def on_validation_batch_end(self, trainer, pl_module, outputs, batch, batch_idx, dataloader_idx=0):
+        if self.example is None and not trainer.sanity_checking:
+            x = self._images(batch)
+            if x is not None:
+                self.example = x[:2].detach().clone()
+
+    def on_validation_epoch_end(self, trainer, pl_module):
+        if self.done or self.example is None or not self._due(trainer):
+            return
+        self.done = True
+        net = viz.unwrap(pl_module)
+        was_training = net.training
+        net.eval()
+        try:
+            tensorboard_writer(trainer).add_graph(net, self.example.to(pl_module.device))
+        except Exception as e:  # a network that torch.jit.trace cannot follow
+            rank_zero_warn(f"ModelGraph: could not trace {type(net).__name__} for TensorBoard's graph: "
+                           f"{type(e).__name__}: {str(e)[:200]}")
+        finally:
+            net.train(was_training)
+
+
+class ParamNorms(_TensorBoardCallback):
+    """``weight_norm/<parameter>`` at each logging validation end; ``grad_norm/<parameter>``
+    every ``trainer.log_every_n_steps`` optimiser steps when ``log_grads``."""
+
+    def __init__(self, every_n_epochs: int = 1, log_grads: bool = True):
+        super().__init__(every_n_epochs)
+        self.log_grads = log_grads
+
+    def on_validation_epoch_end(self, trainer, pl_module):
+        if not self._due(trainer):
+            return
+        writer = tensorboard_writer(trainer)
+        for name, v in viz.weight_norms(pl_module).items():
+            writer.add_scalar(f"weight_norm/{name}", v, trainer.global_step)
+
+    def on_before_optimizer_step(self, trainer, pl_module, optimizer):
+        if not self.log_grads or trainer.global_step % max(trainer.log_every_n_steps, 1):
+            return
+        writer = tensorboard_writer(trainer)
+        if writer is None:
+            return
+        for name, v in viz.grad_norms(pl_module).items():
+            writer.add_scalar(f"grad_norm/{name}", v, trainer.global_step)

@@ -1,0 +1,346 @@
+"""Figures that show what a network learned: filters, feature maps, mistakes, a confusion matrix.
+
+Used by the TensorBoard callbacks (:mod:`models.tb_callbacks`) and by the notebooks. Every
+function works on any registered network:
+
+* **Filters** (:func:`conv_filters`): the 4-D weights ``(out, in, k, k)`` of every
+  convolution-like layer -- ``nn.Conv2d``, this project's ``ops.Conv2d``, LeNet's
+  ``TableConv2d`` (its table scattered into a full kernel, zeros where a map is not
+  connected) and the self-organised Neocognitron's S-layers (``SLayer.weights()``).
+* **Feature maps** (:func:`feature_maps`): the outputs of the layers a network names in
+  ``feature_layers() -> {name: module}`` when it defines that; else LeNet's named stages
+  (C1, S2, ...), the supervised Neocognitron's S- and C-layers (S1, C1, S2, ...), the
+  self-organised one's UG, US1, UC1, ..., UC3, and otherwise every conv / pooling module,
+  captured with forward hooks.
+* **Planes per layer** (:func:`planes_per_layer`) of the self-organised Neocognitron, whose
+  layers grow while it learns.
+
+matplotlib is imported only by the functions that draw figures, and they build
+``matplotlib.figure.Figure`` objects without pyplot: no backend is touched, nothing is left
+open, and a notebook shows a returned figure inline.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+POOL_TYPES: tuple[type, ...] = (nn.MaxPool2d, nn.AvgPool2d, nn.AdaptiveAvgPool2d, nn.AdaptiveMaxPool2d, nn.LPPool2d)
+
+
+def _project_types() -> tuple[tuple[type, ...], tuple[type, ...]]:
+    """(conv-like, pool-like) module classes of this project, as far as they exist."""
+    conv, pool = [nn.Conv2d], list(POOL_TYPES)
+    try:
+        from . import ops
+
+        conv += [getattr(ops, n) for n in ("Conv2d",) if hasattr(ops, n)]
+        pool += [getattr(ops, n) for n in ("MaxPool2d", "AvgPool2d", "LearnedPool2d") if hasattr(ops, n)]
+    except ImportError:  # pragma: no cover
+        pass
+    try:
+        from .neocognitron import BlurCPlanes, PoolCPlanes
+
+        pool += [BlurCPlanes, PoolCPlanes]
+    except ImportError:  # pragma: no cover
+        pass
+    return tuple(conv), tuple(pool)
+
+
+def unwrap(model: nn.Module) -> nn.Module:
+    """The plain network inside a :class:`~models.classifier.Classifier` (or the model itself)."""
+    return getattr(model, "net", model)
+
+
+def is_self_organised(net: nn.Module) -> bool:
+    return not getattr(net, "learns_by_backprop", True) and all(hasattr(net, a) for a in ("us1", "us2", "us3", "uc"))
+
+
+# ----------------------------------------------------------------------------- filters
+def conv_filters(model: nn.Module) -> dict[str, torch.Tensor]:
+    """``{layer name: weights (out, in, k, k)}`` of every convolution-like layer, in order."""
+    net = unwrap(model)
+    conv_types, _ = _project_types()
+    # a conv inside a named feature layer (LeNet's C1, the Neocognitron's S1, ...) takes its name
+    qualified = {id(m): q for q, m in net.named_modules()}
+    layer_of = {qualified[id(m)]: label for label, m in feature_layers(net).items() if id(m) in qualified}
+    out: dict[str, torch.Tensor] = {}
+    for name, m in net.named_modules():
+        w = None
+        if callable(getattr(m, "full_weight", None)):  # LeNet's TableConv2d
+            w = m.full_weight()
+        elif hasattr(m, "weights") and hasattr(m, "acc") and callable(m.weights):  # Fukushima's SLayer
+            if m.acc.shape[0] == 0:
+                continue
+            w = m.weights()
+        elif isinstance(m, conv_types) and getattr(m, "weight", None) is not None and m.weight.dim() == 4:
+            w = m.weight
+        if w is not None and w.dim() == 4:
+            label = getattr(m, "name", None) if isinstance(getattr(m, "name", None), str) else None
+            for q, lbl in layer_of.items():
+                if name == q or name.startswith(q + "."):
+                    label = lbl
+            label = label or name or type(m).__name__
+            if label in out:
+                label = f"{label}.{name}"
+            out[label] = w.detach().float().cpu()
+    return out
+
+
+def _normalise_each(t: torch.Tensor, symmetric: bool = False) -> torch.Tensor:
+    """Scale each tile (first dim) to [0, 1]; ``symmetric``: 0 -> 0.5 (signed weights)."""
+    flat = t.flatten(1)
+    if symmetric:
+        m = flat.abs().amax(1).clamp_min(1e-12).view(-1, *[1] * (t.dim() - 1))
+        return (t / m + 1) / 2
+    lo = flat.amin(1).view(-1, *[1] * (t.dim() - 1))
+    hi = flat.amax(1).view(-1, *[1] * (t.dim() - 1))
+    return (t - lo) / (hi - lo).clamp_min(1e-12)
+
+
+def filter_grid(w: torch.Tensor, max_out: int = 64, max_in: int = 32, upscale: int | None = None) -> torch.Tensor:
+    """An image ``(3, H, W)`` of the filters ``w`` (``(out, in, k, k)``), for ``add_image``.
+
+    A first layer (1 or 3 input maps) is shown as images: one tile per filter, RGB for 3 inputs.
+    A deeper layer is shown per input map: row ``o`` holds output map ``o``'s kernel on each of
+    its input maps (grey, 0.5 = zero weight, each kernel scaled to its own largest magnitude,
+    so an unconnected map of a connection table is flat grey).
+    """
+    from torchvision.utils import make_grid
+
+    w = w.detach().float().cpu()[:max_out]
+    o, c, k, _ = w.shape
+    scale = upscale or max(1, 24 // k)
+    if c in (1, 3):
+        tiles = _normalise_each(w)  # (o, c, k, k)
+        nrow = int(np.ceil(np.sqrt(o)))
+    else:
+        w = w[:, :max_in]
+        c = w.shape[1]
+        tiles = _normalise_each(w.reshape(o * c, 1, k, k), symmetric=True)
+        nrow = c
+    tiles = F.interpolate(tiles, scale_factor=scale, mode="nearest")
+    return make_grid(tiles, nrow=nrow, padding=1, pad_value=1.0)
+
+
+# ----------------------------------------------------------------------------- feature maps
+def feature_layers(model: nn.Module) -> dict[str, nn.Module]:
+    """The layers whose outputs :func:`feature_maps` shows, ``{name: module}``."""
+    net = unwrap(model)
+    own = getattr(net, "feature_layers", None)
+    if callable(own):
+        return dict(own())
+    if callable(getattr(net, "s_layers", None)) and callable(getattr(net, "c_layers", None)):  # Neocognitron
+        layers = {}
+        for i, (s, c) in enumerate(zip(net.s_layers(), net.c_layers())):
+            layers[f"S{i + 1}"], layers[f"C{i + 1}"] = s, c
+        return layers
+    stages = getattr(net, "stages", None)
+    if isinstance(stages, nn.ModuleList) and all(isinstance(getattr(s, "name", None), str) for s in stages):  # LeNet
+        return {s.name: s for s in stages}
+    conv_types, pool_types = _project_types()
+    return {name: m for name, m in net.named_modules() if name and isinstance(m, conv_types + pool_types)}
+
+
+@torch.no_grad()
+def feature_maps(model: nn.Module, x: torch.Tensor) -> dict[str, torch.Tensor]:
+    """``{layer name: output (B, C, H, W)}`` for the images ``x``, in forward order.
+
+    Layers whose output is not a 4-D map (a fully connected stage) are left out."""
+    net = unwrap(model)
+    was_training = net.training
+    net.eval()
+    try:
+        if is_self_organised(net):
+            return _fukushima_maps(net, x)
+        maps: dict[str, torch.Tensor] = {}
+
+        def hook(name):
+            def fn(_module, _inp, out):
+                out = out[0] if isinstance(out, (tuple, list)) else out
+                if isinstance(out, torch.Tensor) and out.dim() == 4 and name not in maps:
+                    maps[name] = out.detach().float().cpu()
+            return fn
+
+        handles = [m.register_forward_hook(hook(n)) for n, m in feature_layers(net).items()]
+        try:
+            net(x)
+        finally:
+            for h in handles:
+                h.remove()
+        return maps
+    finally:
+        net.train(was_training)
+
+
+def _fukushima_maps(net: nn.Module, x: torch.Tensor) -> dict[str, torch.Tensor]:
+    """UG, US1, UC1, US2, UC2, US3, UC3 of the self-organised Neocognitron (recognition mode)."""
+    maps = {"U0": net.preprocess(x)}
+    u = maps["UG"] = net.contrast(maps["U0"])
+    for i, layer in enumerate((net.us1, net.us2, net.us3)):
+        if layer.planes == 0:
+            break
+        u = maps[f"US{i + 1}"] = layer(u)
+        u = maps[f"UC{i + 1}"] = net._blur(i, u)
+    return {k: v.detach().float().cpu() for k, v in maps.items()}
+
+
+def feature_map_grid(maps: torch.Tensor, max_maps: int = 16, size: int = 48) -> torch.Tensor:
+    """An image ``(3, H, W)``: one row per input image, its first ``max_maps`` feature maps,
+    each scaled to [0, 1] on its own and resized to ``size`` pixels."""
+    from torchvision.utils import make_grid
+
+    b, c, h, w = maps.shape
+    c = min(c, max_maps)
+    tiles = maps[:, :c].reshape(b * c, 1, h, w).float()
+    tiles = _normalise_each(tiles)
+    if h != size:
+        tiles = F.interpolate(tiles, size=(size, size), mode="nearest" if h < size else "area")
+    return make_grid(tiles, nrow=c, padding=2, pad_value=1.0)
+
+
+def planes_per_layer(model: nn.Module) -> dict[str, int] | None:
+    """The number of planes each layer of a growing network has (None for a fixed network):
+    US1..US3 cell-planes and the US4 reference vectors of the self-organised Neocognitron."""
+    net = unwrap(model)
+    own = getattr(net, "planes_per_layer", None)
+    if callable(own):
+        return dict(own())
+    if not is_self_organised(net):
+        return None
+    out = {name: int(getattr(net, name.lower()).planes) for name in ("US1", "US2", "US3")}
+    out["US4"] = int(net.refs.shape[0]) if hasattr(net, "refs") else 0
+    return out
+
+
+# ----------------------------------------------------------------------------- mistakes
+def to_display(x: torch.Tensor) -> torch.Tensor:
+    """Normalised images ``(B, C, H, W)`` -> [0, 1] per image, for display."""
+    return _normalise_each(x.detach().float().cpu())
+
+
+def worst_mistakes(scores: torch.Tensor, targets: torch.Tensor, k: int = 16) -> torch.Tensor:
+    """Indices of the ``k`` misclassified samples whose true class got the lowest probability
+    (softmax of the scores), worst first."""
+    p = scores.float().softmax(1)
+    wrong = (p.argmax(1) != targets).nonzero().squeeze(1)
+    p_true = p[wrong, targets[wrong]]
+    return wrong[p_true.argsort()[:k]]
+
+
+def mistakes_figure(images: torch.Tensor, targets, preds, p_true=None, classes=None, ncols: int = 8):
+    """A matplotlib figure of the images, each titled 'true -> predicted (p(true))'."""
+    from matplotlib.figure import Figure
+
+    images = to_display(images)
+    n = len(images)
+    ncols = max(1, min(ncols, n))
+    nrows = max(1, int(np.ceil(n / ncols)))
+    fig = Figure(figsize=(1.4 * ncols, 1.75 * nrows + 0.3))
+    axes = fig.subplots(nrows, ncols, squeeze=False)
+    name = (lambda i: str(classes[i])) if classes is not None else str
+    for ax in axes.flat:
+        ax.axis("off")
+    for i in range(n):
+        ax = axes.flat[i]
+        img = images[i].permute(1, 2, 0).numpy()
+        ax.imshow(img[..., 0] if img.shape[-1] == 1 else img, cmap="gray", vmin=0, vmax=1)
+        t, p = int(targets[i]), int(preds[i])
+        title = f"{name(t)}→{name(p)}"
+        if p_true is not None:
+            title += f" ({float(p_true[i]):.2f})"
+        ax.set_title(title, fontsize=8, color="tab:red")
+    fig.suptitle("worst mistakes: true→predicted (p(true))", fontsize=9)
+    fig.tight_layout()
+    return fig
+
+
+def confusion_figure(cm: torch.Tensor | np.ndarray, classes=None, normalize: bool = False):
+    """A matplotlib figure of a confusion matrix (rows: true class, columns: predicted)."""
+    from matplotlib.figure import Figure
+
+    cm = np.asarray(cm.cpu() if isinstance(cm, torch.Tensor) else cm, dtype=float)
+    n = cm.shape[0]
+    shown = cm / np.maximum(cm.sum(1, keepdims=True), 1) if normalize else cm
+    labels = [str(c) for c in classes] if classes is not None else [str(i) for i in range(n)]
+    side = 1.0 + 0.45 * n
+    fig = Figure(figsize=(side, side))
+    ax = fig.subplots()
+    ax.imshow(shown, cmap="Blues")
+    if n <= 20:
+        top = shown.max() or 1
+        for i in range(n):
+            for j in range(n):
+                v = shown[i, j]
+                ax.text(j, i, f"{v:.2f}" if normalize else f"{int(v)}", ha="center", va="center",
+                        fontsize=7, color="white" if v > top / 2 else "black")
+    ax.set_xticks(range(n), labels, rotation=90 if max(map(len, labels)) > 2 else 0, fontsize=8)
+    ax.set_yticks(range(n), labels, fontsize=8)
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("true")
+    acc = np.trace(cm) / max(cm.sum(), 1)
+    ax.set_title(f"confusion matrix (accuracy {acc:.3f})", fontsize=9)
+    fig.tight_layout()
+    return fig
+
+
+# ----------------------------------------------------------------------------- norms
+def weight_norms(model: nn.Module) -> dict[str, float]:
+    """``{parameter name: L2 norm}`` of every trainable parameter of the network."""
+    net = unwrap(model)
+    return {n: float(p.detach().norm()) for n, p in net.named_parameters() if p.requires_grad}
+
+
+def grad_norms(model: nn.Module) -> dict[str, float]:
+    """``{parameter name: L2 norm of its gradient}`` (parameters with a gradient only)."""
+    net = unwrap(model)
+    return {n: float(p.grad.detach().norm()) for n, p in net.named_parameters() if p.grad is not None}
+
+
+# ----------------------------------------------------------------------------- small data
+def sklearn_digits_28() -> tuple[np.ndarray, np.ndarray]:
+    """scikit-learn's 1,797 8x8 handwritten digits as 28x28 uint8 images (white on black, the
+    digit in a 20x20 box centred in the frame, like MNIST), and their labels."""
+    from sklearn.datasets import load_digits
+
+    d = load_digits()
+    x = torch.tensor(d.images, dtype=torch.float32)[:, None] / 16.0
+    x = F.interpolate(x, size=(20, 20), mode="bilinear", align_corners=False)
+    x = F.pad(x, (4, 4, 4, 4))
+    return (x[:, 0] * 255).round().clamp(0, 255).to(torch.uint8).numpy(), d.target.astype(np.uint8)
+
+
+def write_small_mnist(root: str | Path, n_test: int = 297) -> Path:
+    """Write :func:`sklearn_digits_28` to ``root/MNIST/raw`` in MNIST's IDX layout (1,500 train,
+    297 test), so that ``MNISTDataModule(root=root)`` reads it; returns ``root``."""
+    import struct
+
+    root = Path(root)
+    x, y = sklearn_digits_28()
+    raw = root / "MNIST" / "raw"
+    raw.mkdir(parents=True, exist_ok=True)
+
+    def write(name, a):
+        header = struct.pack(">I", 0x0800 | a.ndim) + struct.pack(f">{a.ndim}I", *a.shape)
+        (raw / name).write_bytes(header + a.astype(np.uint8).tobytes())
+
+    write("train-images-idx3-ubyte", x[n_test:])
+    write("train-labels-idx1-ubyte", y[n_test:])
+    write("t10k-images-idx3-ubyte", x[:n_test])
+    write("t10k-labels-idx1-ubyte", y[:n_test])
+    return root
+
+
+def mnist_root_or_small() -> tuple[str, bool]:
+    """``(root, small)``: ``$DATA_DIR`` when it holds MNIST (``small=False``); otherwise a
+    temporary folder with :func:`write_small_mnist`'s digits (``small=True``). For notebooks."""
+    root = os.environ.get("DATA_DIR")
+    if root and (Path(root) / "MNIST" / "raw" / "train-images-idx3-ubyte").exists():
+        return root, False
+    return str(write_small_mnist(tempfile.mkdtemp(prefix="small_mnist_"))), True
