@@ -34,12 +34,16 @@ module is a drop-in layer for the models. Read top to bottom:
    - fft: ``t = f0 + f1 * (B C + C K + B K) L^2 log2(L^2) + f2 * B C K L^2 / 2``
      (the transforms, then the per-frequency products),
 
-   and runs the cheapest. The constants are *calibrated on the running machine*: the first
-   time ``auto`` runs on a device, :func:`calibrate` times the three algorithms on a dozen small
-   probe shapes (about a second), fits the constants by non-negative least squares on the
-   relative error, and caches the fit as JSON in ``$NEOLENET_CACHE_DIR/conv_calibration.json``
-   (default ``~/.cache/neolenet/``), keyed by device, thread count and torch version. Delete
-   the file (or call ``calibrate(force=True)``) to re-measure.
+   and runs the cheapest; in the crossover band, where another algorithm is predicted within
+   a factor :data:`AUTO_MARGIN` (2) of it, it times those candidates once on the real input
+   and remembers the winner for that shape. The constants are *calibrated on the running machine*: the first
+   time ``auto`` runs on a device, :func:`calibrate` times the three algorithms on ten probe
+   shapes (a few seconds; the fastest of three interleaved runs each, in thread CPU time when
+   torch runs one thread, see :func:`clock_for`), fits the constants by non-negative least
+   squares on the relative error, and caches the fit as JSON in
+   ``$NEOLENET_CACHE_DIR/conv_calibration.json`` (default ``~/.cache/neolenet/``), keyed by
+   device, thread count and torch version. Delete the file (or call ``calibrate(force=True)``)
+   to re-measure.
 
 5. **Pooling** (slides 44-59): :func:`max_pool2d` keeps the argmax of each window and sends the
    gradient only there; :func:`avg_pool2d` is mean pooling; :class:`LearnedPool2d` is one small
@@ -83,6 +87,8 @@ __all__ = [
     "Conv2d",
     "ALGORITHMS",
     "choose_algorithm",
+    "auto_algorithm",
+    "auto_candidates",
     "predicted_costs",
     "calibrate",
     "max_pool2d",
@@ -458,8 +464,44 @@ def choose_algorithm(shape_x, shape_w, stride=1, padding=0, calibration: dict | 
     return min(costs, key=costs.get)
 
 
+#: Width of the crossover band: when another algorithm's predicted cost is within this factor
+#: of the cheapest, ``auto`` times those candidates once on the real input and keeps the
+#: fastest (a model fitted on a few probes is not exact near a crossover, and there a wrong
+#: pick costs up to this factor). Set to 1 for the pure cost-model choice.
+AUTO_MARGIN = 2.0
+
+_MEASURED_CHOICES: dict[tuple, str] = {}  # (device, shapes, stride, padding, dtype) -> algorithm
+
+
+def auto_candidates(shape_x, shape_w, stride=1, padding=0, calibration: dict | None = None) -> list[str]:
+    """The algorithms whose predicted cost is within :data:`AUTO_MARGIN` of the cheapest,
+    cheapest first. ``auto`` runs the first when it is alone, else times them."""
+    costs = predicted_costs(shape_x, shape_w, stride, padding, calibration)
+    best = min(costs.values())
+    return sorted((a for a in costs if costs[a] <= AUTO_MARGIN * best), key=costs.get)
+
+
+def auto_algorithm(input: Tensor, weight: Tensor, bias: Tensor | None = None, stride=1, padding=0) -> str:
+    """What ``algorithm="auto"`` runs for these arguments: the cost model's choice, refined
+    by one timing of the candidates in the crossover band (remembered per shape)."""
+    stride = _pair(stride, "stride")
+    padding = _pad4(padding, *weight.shape[-2:])
+    cands = auto_candidates(input.shape, weight.shape, stride, padding, _calibration_for(input.device))
+    if len(cands) == 1:
+        return cands[0]
+    key = (_device_key(input.device), tuple(input.shape), tuple(weight.shape), stride, padding,
+           input.dtype, bias is not None)
+    if key not in _MEASURED_CHOICES:
+        with torch.no_grad():
+            fns = {a: (lambda a=a: ALGORITHMS[a](input, weight, bias, stride, padding)) for a in cands}
+            times = _time_interleaved(fns, input.device, repeats=1)
+        _MEASURED_CHOICES[key] = min(times, key=times.get)
+    return _MEASURED_CHOICES[key]
+
+
 # Probe shapes (batch, maps in, maps out, side, kernel) timed by `calibrate`: typical layers
-# (8 images, 16 -> 16 maps), a first layer (1 -> 8 maps) and a wide one (32 -> 32 maps).
+# (8 images, 16 -> 16 maps), a first layer (1 -> 8 maps), a wide one (32 -> 32 maps) and two
+# large, thin ones.
 _PROBES: list[tuple[int, int, int, int, int]] = [
     *[(8, 16, 16, 32, m) for m in (3, 9, 17)],
     *[(8, 16, 16, 64, m) for m in (5, 13, 25)],
@@ -467,7 +509,13 @@ _PROBES: list[tuple[int, int, int, int, int]] = [
     (32, 1, 8, 64, 15),
     (2, 32, 32, 32, 7),
     (2, 32, 32, 64, 21),
+    (1, 8, 8, 128, 9),
+    (1, 4, 4, 256, 9),
 ]
+
+
+
+_COST_MODEL_VERSION = 2  # part of the cache key: a changed model never reads old constants
 
 
 def _cache_file() -> Path:
@@ -481,7 +529,16 @@ def _device_key(device: torch.device) -> str:
         name = torch.cuda.get_device_name(device)
     else:
         name = f"{device.type}-threads{torch.get_num_threads()}"
-    return f"{name}|torch{torch.__version__}"
+    return f"{name}|torch{torch.__version__}|model{_COST_MODEL_VERSION}"
+
+
+def clock_for(device: torch.device) -> Callable[[], float]:
+    """The clock to time ops with: CPU time of the calling thread on a CPU running one torch
+    thread (other processes on a shared machine cannot inflate it, and with one thread every
+    op runs on the caller), wall-clock time otherwise."""
+    if device.type == "cpu" and torch.get_num_threads() == 1:
+        return time.thread_time
+    return time.perf_counter
 
 
 def _time_interleaved(fns: dict[str, Callable[[], object]], device: torch.device,
@@ -492,14 +549,15 @@ def _time_interleaved(fns: dict[str, Callable[[], object]], device: torch.device
     interleaving spreads their load over all the algorithms alike.
     """
     sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
+    clock = clock_for(device)
     times: dict[str, list[float]] = {name: [] for name in fns}
     for round_ in range(repeats + 1):
         for name, fn in fns.items():
-            t0 = time.perf_counter()
+            t0 = clock()
             fn()
             sync()
             if round_:  # round 0 is the warm-up
-                times[name].append(time.perf_counter() - t0)
+                times[name].append(clock() - t0)
     return {name: min(ts) for name, ts in times.items()}
 
 
@@ -533,13 +591,13 @@ def calibrate(
     force: bool = False,
     probes: Sequence[tuple[int, int, int, int, int]] | None = None,
     repeats: int = 3,
-) -> dict[str, list[float]]:
+) -> dict:
     """Fit the cost model's constants on this machine, cache and return them.
 
     Reads ``conv_calibration.json`` in the cache dir when it has an entry for this device
     (unless ``force``); otherwise times direct, scan and fft forward passes on ``probes``
-    (``(batch, maps in, maps out, side, kernel)``, default :data:`_PROBES`), fits each model
-    with :func:`_nnls_relative`, and writes the entry.
+    (``(batch, maps in, maps out, side, kernel)``, default :data:`_PROBES`), fits each
+    algorithm's constants with :func:`_nnls_relative`, and writes the entry.
     """
     device = torch.device(device or "cpu")
     key = _device_key(device)
@@ -575,10 +633,10 @@ def calibrate(
     return fit
 
 
-_CALIBRATIONS: dict[str, dict[str, list[float]]] = {}  # in-memory copy of the cache
+_CALIBRATIONS: dict[str, dict] = {}  # in-memory copy of the cache
 
 
-def _calibration_for(device: torch.device) -> dict[str, list[float]]:
+def _calibration_for(device: torch.device) -> dict:
     key = _device_key(device)
     if key not in _CALIBRATIONS:
         calibrate(device)
@@ -589,9 +647,7 @@ def conv2d(input: Tensor, weight: Tensor, bias: Tensor | None = None, stride=1, 
            algorithm: str = "auto") -> Tensor:
     """``F.conv2d`` by the named algorithm; ``"auto"`` picks by the calibrated cost model."""
     if algorithm == "auto":
-        algorithm = choose_algorithm(
-            input.shape, weight.shape, stride, padding, _calibration_for(input.device)
-        )
+        algorithm = auto_algorithm(input, weight, bias, stride, padding)
     if algorithm not in ALGORITHMS:
         raise ConfigError(
             f"conv: algorithm must be one of {sorted(ALGORITHMS) + ['auto']}, got {algorithm!r}"
@@ -605,7 +661,8 @@ class Conv2d(nn.Module):
     Drop-in for ``nn.Conv2d`` (same ``weight``/``bias`` shapes, same initialisation), plus
     asymmetric ``padding=(P_L, P_R, P_T, P_B)`` and ``algorithm``: ``"direct"`` (PyTorch's
     ``F.conv2d``), ``"scan"`` (unfold + one matrix product), ``"fft"`` (transform domain)
-    or ``"auto"`` (the cheapest by the calibrated cost model, decided once per input shape).
+    or ``"auto"`` (:func:`auto_algorithm`: the cheapest by the calibrated cost model, decided
+    once per input shape).
     """
 
     def __init__(
@@ -653,20 +710,17 @@ class Conv2d(nn.Module):
             check_conv("Conv2d (columns)", w, self.kernel_size[1], self.stride[1], (l, r)),
         )
 
-    def chosen_algorithm(self, shape_x: Sequence[int], device: torch.device | None = None) -> str:
-        """The algorithm this layer runs for inputs of ``shape_x``."""
+    def chosen_algorithm(self, x: Tensor) -> str:
+        """The algorithm this layer runs for inputs like ``x`` (decided once per shape)."""
         if self.algorithm != "auto":
             return self.algorithm
-        device = device or self.weight.device
-        key = (tuple(shape_x), str(device))
+        key = (tuple(x.shape), str(x.device), x.dtype)
         if key not in self._choice:
-            self._choice[key] = choose_algorithm(
-                shape_x, self.weight.shape, self.stride, self.padding, _calibration_for(device)
-            )
+            self._choice[key] = auto_algorithm(x, self.weight, self.bias, self.stride, self.padding)
         return self._choice[key]
 
     def forward(self, x: Tensor) -> Tensor:
-        alg = self.chosen_algorithm(x.shape, x.device)
+        alg = self.chosen_algorithm(x)
         return ALGORITHMS[alg](x, self.weight, self.bias, self.stride, self.padding)
 
     def extra_repr(self) -> str:

@@ -273,8 +273,7 @@ def test_auto_follows_the_fitted_cost_model():
             costs = ops.predicted_costs(shape_x, shape_w, calibration=FAKE_CAL)
             pick = ops.choose_algorithm(shape_x, shape_w, calibration=FAKE_CAL)
             assert costs[pick] == min(costs.values())
-            layer = ops.Conv2d(16, 16, m, algorithm="auto")
-            assert layer.chosen_algorithm(shape_x) == pick
+            assert ops.auto_candidates(shape_x, shape_w, calibration=FAKE_CAL)[0] == pick
             picks[side, m] = pick
     assert picks[128, 3] == "direct" and picks[128, 31] == "fft"  # the lecture's O(N²M²) vs O(N² log N)
     # a machine where transforms were free would always choose fft, one where they cost a lot never
@@ -282,6 +281,31 @@ def test_auto_follows_the_fitted_cost_model():
     dear_fft = {**FAKE_CAL, "fft": [1.0, 1.0, 1.0]}
     assert ops.choose_algorithm((8, 16, 32, 32), (16, 16, 3, 3), calibration=cheap_fft) == "fft"
     assert ops.choose_algorithm((8, 16, 128, 128), (16, 16, 31, 31), calibration=dear_fft) == "direct"
+
+
+def test_auto_times_the_candidates_only_in_the_crossover_band(monkeypatch):
+    timed = []
+
+    def fake_timing(fns, device, repeats=3):
+        timed.append(sorted(fns))
+        return {a: (0.5 if a == "scan" else 1.0) for a in fns}  # pretend scan wins when timed
+
+    monkeypatch.setattr(ops, "_time_interleaved", fake_timing)
+    monkeypatch.setattr(ops, "_MEASURED_CHOICES", {})
+    x = torch.randn(2, 3, 12, 12)
+    far = {"direct": [0, 1e-12, 0], "scan": [0, 1e-9, 0], "fft": [1.0, 0, 0]}  # direct by far
+    near = {"direct": [0, 1e-12, 0], "scan": [0, 1.5e-12, 0], "fft": [1.0, 0, 0]}  # direct ~ scan
+    monkeypatch.setattr(ops, "_calibration_for", lambda device: far)
+    layer = ops.Conv2d(3, 4, 3, algorithm="auto")
+    assert layer.chosen_algorithm(x) == "direct" and timed == []
+    monkeypatch.setattr(ops, "_calibration_for", lambda device: near)
+    assert ops.auto_candidates(x.shape, layer.weight.shape, calibration=near) == ["direct", "scan"]
+    layer = ops.Conv2d(3, 4, 3, algorithm="auto")
+    assert layer.chosen_algorithm(x) == "scan" and timed == [["direct", "scan"]]
+    layer(x), ops.conv2d(x, layer.weight, layer.bias, algorithm="auto")
+    assert len(timed) == 1  # the measured choice is remembered per shape
+    monkeypatch.setattr(ops, "AUTO_MARGIN", 1.0)  # the pure cost model
+    assert ops.Conv2d(3, 4, 3, algorithm="auto").chosen_algorithm(x) == "direct"
 
 
 def test_calibration_is_fitted_cached_and_read_back(monkeypatch, tmp_path):
