@@ -9,6 +9,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 from pathlib import Path
 
@@ -21,6 +22,7 @@ from lightning.pytorch.loggers import TensorBoardLogger
 from omegaconf import DictConfig, OmegaConf
 
 from models.cli import friendly_errors, instantiate_group
+from models.distributed import ddp_scope
 
 log = logging.getLogger("train")
 
@@ -49,12 +51,16 @@ def train(cfg: DictConfig) -> dict[str, float]:
     for lg in loggers:
         lg.log_metrics(final, step=trainer.global_step)
         lg.finalize("success")
+    if trainer.is_global_zero:  # the run's final metrics, for sweep summaries (models/sweep.py)
+        out = Path(cfg.paths.output_dir)
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "metrics.json").write_text(json.dumps(metrics, indent=1, sort_keys=True) + "\n")
     return metrics
 
 
 @hydra.main(version_base="1.3", config_path="configs", config_name="train")
 def main(cfg: DictConfig) -> float | None:
-    with friendly_errors():
+    with friendly_errors(), ddp_scope():  # ddp_scope: DDP child processes reuse this run's folder
         metrics = train(cfg)
     out = Path(cfg.paths.output_dir)
     if "test/acc" in metrics:

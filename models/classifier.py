@@ -87,8 +87,10 @@ class Classifier(L.LightningModule):
     # -- training --------------------------------------------------------------------
     def training_step(self, batch, batch_idx):
         if not self.automatic_optimization:
+            from .distributed import gather_batch  # under DDP every rank learns from all ranks' batches
+
             with torch.no_grad():
-                stats = self.net.learn(*batch) or {}
+                stats = self.net.learn(*gather_batch(self, batch)) or {}
             for k, v in stats.items():
                 self.log(f"train/{k}", float(v), on_step=True, on_epoch=False)
             return None
@@ -125,6 +127,18 @@ class Classifier(L.LightningModule):
 
     def on_train_start(self) -> None:
         self.val_acc_best.reset()
+
+    def setup(self, stage: str) -> None:
+        from .distributed import DDPStrategy
+
+        trainer = self._trainer
+        if (stage == "fit" and trainer is not None and trainer.world_size > 1 and not self.automatic_optimization
+                and not isinstance(trainer.strategy, DDPStrategy)):
+            raise ConfigError(
+                f"{self.hparams.model} learns without backprop; on {trainer.world_size} processes it needs "
+                f"trainer=ddp (models.distributed.DDPStrategy), which makes every rank learn from all ranks' "
+                f"batches, not strategy {type(trainer.strategy).__name__}"
+            )
 
     def test_step(self, batch, batch_idx):
         loss, scores, y = self._shared_step(batch)

@@ -23,7 +23,7 @@ import lightning as L
 import torch
 import torch.nn.functional as F
 import torchvision
-from torch.utils.data import BatchSampler, DataLoader, RandomSampler, SequentialSampler
+from torch.utils.data import DataLoader, Sampler
 
 from .errors import ConfigError, DataError
 
@@ -84,7 +84,7 @@ def random_crop_flip(x: torch.Tensor, pad: int, flip: bool) -> torch.Tensor:
 
 
 class _TensorBatches(torch.utils.data.Dataset):
-    """Indexed by a list of indices (from a BatchSampler): returns a whole batch at once."""
+    """Indexed by a list of indices (from a batch sampler): returns a whole batch at once."""
 
     def __init__(self, x: torch.Tensor, y: torch.Tensor):
         self.x, self.y = x, y
@@ -95,6 +95,85 @@ class _TensorBatches(torch.utils.data.Dataset):
     def __getitem__(self, idx):
         idx = torch.as_tensor(idx)
         return self.x[idx], self.y[idx]
+
+
+class EpochShuffleSampler(Sampler[list[int]]):
+    """Batches of indices of ``range(n)`` for rank ``rank`` of ``world_size`` processes.
+
+    ``shuffle=True`` (training): each epoch is one permutation drawn from ``(seed, epoch)`` alone,
+    so every rank draws the same one; it is cut to a multiple of ``world_size`` (the
+    ``n % world_size`` left-over samples, different ones each epoch, sit that epoch out: no sample
+    is seen twice) and rank ``r`` takes every ``world_size``-th index from position ``r``. The
+    ranks' shards are disjoint, cover the epoch and have equal lengths (so equal batch counts,
+    which DDP needs).
+    ``shuffle=False`` (evaluation): rank ``r`` takes ``r, r + world_size, ...`` in order, nothing
+    dropped or padded; shards differ in length by at most one, so metrics summed over ranks
+    are exact.
+
+    ``set_epoch(epoch)`` (Lightning calls it every epoch) picks the permutation. ``state_dict()``
+    records the epoch and how many batches of it were yielded; after ``load_state_dict`` the next
+    iteration skips those batches once (mid-epoch resume).
+    """
+
+    def __init__(self, n: int, seed: int = 0, rank: int = 0, world_size: int = 1, *,
+                 batch_size: int = 1, shuffle: bool = True):
+        if not isinstance(world_size, int) or world_size < 1 or not 0 <= rank < world_size:
+            raise ConfigError(f"EpochShuffleSampler: rank {rank} must be in [0, world_size={world_size})")
+        if not isinstance(batch_size, int) or batch_size < 1:
+            raise ConfigError(f"EpochShuffleSampler: batch_size must be a positive integer, got {batch_size!r}")
+        if n < world_size:
+            raise ConfigError(f"a split of {n} samples cannot be shared by {world_size} processes "
+                              f"(each needs at least one); use more data or fewer devices")
+        self.n, self.seed, self.rank, self.world_size = int(n), int(seed), rank, world_size
+        self.batch_size, self.shuffle = batch_size, shuffle
+        self.epoch = 0
+        self._skip = 0  # batches to skip once (set by load_state_dict)
+        self._done = 0  # batches of this epoch yielded so far
+
+    def set_epoch(self, epoch: int) -> None:
+        if epoch != self.epoch:
+            self.epoch, self._skip, self._done = int(epoch), 0, 0
+
+    def shard(self) -> torch.Tensor:
+        """This rank's indices for the current epoch, in order."""
+        if not self.shuffle:
+            return torch.arange(self.rank, self.n, self.world_size)
+        g = torch.Generator().manual_seed((self.seed * 1_000_003 + self.epoch) % 2**62)
+        perm = torch.randperm(self.n, generator=g)
+        return perm[: self.n - self.n % self.world_size][self.rank :: self.world_size]
+
+    def __len__(self) -> int:
+        return -(-len(range(self.rank, self._usable(), self.world_size)) // self.batch_size)
+
+    def _usable(self) -> int:
+        return self.n - self.n % self.world_size if self.shuffle else self.n
+
+    def __iter__(self):
+        batches = self.shard().split(self.batch_size)
+        start, self._skip = self._skip, 0
+        for i in range(start, len(batches)):
+            self._done = i + 1
+            yield batches[i].tolist()
+
+    def state_dict(self) -> dict:
+        return {"seed": self.seed, "epoch": self.epoch, "batches_done": self._done}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.seed, self.epoch = int(state["seed"]), int(state["epoch"])
+        self._skip = self._done = int(state.get("batches_done", 0))
+
+
+class ResumableLoader(DataLoader):
+    """A DataLoader whose position in the epoch is saved in checkpoints: Lightning stores
+    ``state_dict()`` (its sampler's epoch and batches done) and calls ``load_state_dict`` on
+    resume, so a run resumed from a mid-epoch checkpoint sees exactly the batches that remain."""
+
+    def state_dict(self) -> dict:
+        return self.sampler.state_dict() if hasattr(self.sampler, "state_dict") else {}
+
+    def load_state_dict(self, state: dict) -> None:
+        if state and hasattr(self.sampler, "load_state_dict"):
+            self.sampler.load_state_dict(state)
 
 
 class TensorDataModule(L.LightningDataModule):
@@ -164,11 +243,25 @@ class TensorDataModule(L.LightningDataModule):
 
     # -- loaders -----------------------------------------------------------------------
     def _loader(self, split: str, shuffle: bool) -> DataLoader:
+        """Whole batches drawn by an :class:`EpochShuffleSampler`, sharded over the trainer's
+        ranks (training: disjoint equal shards of a permutation shared by all ranks, seeded
+        by ``PL_GLOBAL_SEED``, i.e. the run's ``seed``; evaluation: disjoint strided shards,
+        nothing padded, so the metrics that torchmetrics sums over ranks are exact)."""
         x, y = self.data[split]
         ds = _TensorBatches(x, y)
         size = self.hparams.batch_size if split == "train" else self.hparams.eval_batch_size
-        sampler = RandomSampler(ds) if shuffle else SequentialSampler(ds)
-        return DataLoader(ds, batch_size=None, sampler=BatchSampler(sampler, size, drop_last=False))
+        rank, world = 0, 1
+        trainer = self.trainer
+        if trainer is not None and trainer.world_size > 1:
+            if getattr(getattr(trainer, "_accelerator_connector", None), "use_distributed_sampler", False):
+                raise ConfigError(
+                    "this data module shards its own batches over the ranks; create the Trainer with "
+                    "use_distributed_sampler=False (trainer=ddp does) so Lightning does not shard them again"
+                )
+            rank, world = trainer.global_rank, trainer.world_size
+        seed = int(os.environ.get("PL_GLOBAL_SEED", 0))
+        sampler = EpochShuffleSampler(len(ds), seed, rank, world, batch_size=size, shuffle=shuffle)
+        return ResumableLoader(ds, batch_size=None, sampler=sampler)
 
     def train_dataloader(self) -> DataLoader:
         return self._loader("train", shuffle=True)
@@ -246,7 +339,7 @@ class MNISTDataModule(TensorDataModule):
         if not present:
             raise DataError(
                 f"{cls.__name__} not found in {self.root.resolve()} and it could not be downloaded"
-                f"{' (' + err + ')' if not self.hparams.download or err else ''}.\n"
+                f"{' (' + err + ')' if self.hparams.download and err else ''}.\n"
                 f"Put the four uncompressed IDX files here:\n{_expected_files(raw, names)}\n"
                 f"or point data.root (or the DATA_DIR environment variable) at a folder that has them."
             )

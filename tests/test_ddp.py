@@ -1,0 +1,227 @@
+"""DDP through Lightning, with 2 CPU processes (gloo), run as ``python train.py trainer=ddp``:
+the ranks train on disjoint halves of every epoch, end with identical weights, log metrics that
+a single process reproduces from the checkpoint, and share one run folder written by rank 0.
+Fukushima's self-organised Neocognitron grows the same planes on both ranks."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import subprocess
+import sys
+from collections import Counter
+from pathlib import Path
+
+import lightning as L
+import pytest
+import torch
+
+from models.classifier import Classifier
+from models.data import EpochShuffleSampler, MNISTDataModule
+from tests.conftest import ROOT
+
+
+class RecordShards(L.Callback):
+    """Test probe (runs inside every DDP process): a fingerprint of every training image each
+    rank trained on, per epoch, and the rank's final state, saved as ``<out>/rank<r>.pt``."""
+
+    def __init__(self, out: str):
+        self.out = Path(out)
+        self.seen: dict[int, list[str]] = {}
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
+        x, y = batch
+        self.seen.setdefault(trainer.current_epoch, []).extend(fingerprints(x, y))
+
+    def on_train_end(self, trainer, pl_module):
+        state = {k: v.detach().cpu().clone() for k, v in pl_module.state_dict().items()}
+        torch.save({"seen": self.seen, "state": state, "world_size": trainer.world_size, "pid": os.getpid()},
+                   self.out / f"rank{trainer.global_rank}.pt")
+
+
+def fingerprints(x: torch.Tensor, y: torch.Tensor) -> list[str]:
+    x = x.detach().cpu().contiguous()
+    return [hashlib.blake2b(x[i].numpy().tobytes(), digest_size=8).hexdigest() + f":{int(y[i])}"
+            for i in range(len(y))]
+
+
+def run_train(args: list[str], log_dir: Path, timeout: int = 300) -> subprocess.CompletedProcess:
+    env = {**os.environ, "LOG_DIR": str(log_dir), "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
+    env.pop("LOCAL_RANK", None)
+    result = subprocess.run([sys.executable, str(ROOT / "train.py"), *args], cwd=ROOT, env=env,
+                            capture_output=True, text=True, timeout=timeout)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-5000:]
+    return result
+
+
+DDP = ["trainer=ddp", "trainer.accelerator=cpu", "trainer.devices=2", "callbacks.progress_bar.refresh_rate=0",
+       "trainer.enable_model_summary=false", "trainer.log_every_n_steps=1", "data.download=false",
+       "+callbacks.probe._target_=tests.test_ddp.RecordShards", "+callbacks.probe.out=${paths.output_dir}"]
+
+
+# --- the sampler, on its own ----------------------------------------------------------
+
+
+@pytest.mark.parametrize("n,world", [(10, 1), (10, 2), (11, 2), (13, 3), (8, 4)])
+def test_sampler_shards_are_disjoint_equal_and_cover_the_epoch(n, world):
+    for epoch in (0, 1):
+        shards = []
+        for rank in range(world):
+            s = EpochShuffleSampler(n, seed=3, rank=rank, world_size=world, batch_size=3)
+            s.set_epoch(epoch)
+            batches = list(s)
+            assert len(batches) == len(s)
+            shards.append([i for b in batches for i in b])
+        flat = [i for sh in shards for i in sh]
+        assert len(set(flat)) == len(flat) == n - n % world  # disjoint; the n % world left-overs sit out
+        assert len({len(sh) for sh in shards}) == 1  # equal lengths: equal batch counts on every rank
+    # evaluation: strided, nothing dropped or padded
+    ev = [list(EpochShuffleSampler(n, 0, r, world, batch_size=4, shuffle=False)) for r in range(world)]
+    assert sorted(i for sh in ev for b in sh for i in b) == list(range(n))
+
+
+def test_sampler_reshuffles_per_epoch_and_resumes_mid_epoch():
+    s = EpochShuffleSampler(50, seed=1, batch_size=8)
+    e0 = list(s)
+    s.set_epoch(1)
+    e1 = list(s)
+    assert e0 != e1 and sorted(sum(e0, [])) == sorted(sum(e1, [])) == list(range(50))
+    assert list(EpochShuffleSampler(50, seed=2, batch_size=8)) != e0  # the seed matters
+    it = iter(s)
+    next(it), next(it)
+    resumed = EpochShuffleSampler(50, seed=0, batch_size=8)
+    resumed.load_state_dict(s.state_dict())
+    assert list(resumed) == e1[2:]
+    assert list(resumed) == e1  # the skip applies once
+
+
+# --- 2 CPU processes ------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def ddp_run(mnist_root, tmp_path_factory):
+    """``python train.py trainer=ddp trainer.devices=2`` on the fake MNIST, 2 epochs."""
+    logs = tmp_path_factory.mktemp("ddp_logs")
+    overrides = DDP + [f"data.root={mnist_root}", "data.train_subset=256", "data.val_size=200",
+                       "data.batch_size=32", "trainer.max_epochs=2", "seed=7"]
+    result = run_train(overrides, logs)
+    runs = list((logs / "train" / "runs").iterdir())
+    return logs, runs, overrides, result
+
+
+def test_ddp_makes_one_run_folder_written_by_rank_zero(ddp_run):
+    logs, runs, _, result = ddp_run
+    assert len(runs) == 1, runs  # the second process reused the first one's folder
+    run = runs[0]
+    assert sorted(p.name for p in (logs / "train" / "runs").iterdir()) == [run.name]
+    assert (run / ".hydra" / "config.yaml").is_file()
+    assert (run / "train_ddp_process_1.log").is_file()  # rank 1 ran in this folder
+    assert (run / "metrics.json").is_file()
+    both = [torch.load(run / f"rank{r}.pt", weights_only=False) for r in (0, 1)]
+    assert [b["world_size"] for b in both] == [2, 2] and both[0]["pid"] != both[1]["pid"]
+    events = list((run / "tensorboard").glob("events.out.tfevents.*"))  # ...<time>.<host>.<pid>.<n>
+    assert events and {int(e.name.split(".")[-2]) for e in events} == {both[0]["pid"]}  # rank 0's only
+    ckpts = [p.name for p in (run / "checkpoints").iterdir()]
+    assert "last.ckpt" in ckpts and len([c for c in ckpts if c.startswith("epoch_")]) == 1, ckpts  # top-1
+
+
+def test_ddp_ranks_train_on_disjoint_halves_of_each_epoch(ddp_run, mnist_root):
+    _, (run,), _, _ = ddp_run
+    r0, r1 = (torch.load(run / f"rank{r}.pt", weights_only=False)["seen"] for r in (0, 1))
+    dm = MNISTDataModule(root=str(mnist_root), val_size=200, train_subset=256, download=False)
+    dm.setup()
+    x, y = dm.data["train"]
+    everything = Counter(fingerprints(dm.transform(x), y))
+    assert len(everything) == 256  # every training image is distinguishable
+    assert sorted(r0) == sorted(r1) == [0, 1]
+    for epoch in (0, 1):
+        assert len(r0[epoch]) == len(r1[epoch]) == 128
+        assert not set(r0[epoch]) & set(r1[epoch])  # disjoint
+        assert Counter(r0[epoch]) + Counter(r1[epoch]) == everything  # together: the epoch, once each
+    assert r0[0] != r0[1]  # reshuffled between epochs
+
+
+def test_ddp_ranks_end_with_identical_weights(ddp_run):
+    _, (run,), _, _ = ddp_run
+    s0, s1 = (torch.load(run / f"rank{r}.pt", weights_only=False)["state"] for r in (0, 1))
+    assert s0.keys() == s1.keys()
+    for k in s0:
+        assert torch.equal(s0[k], s1[k]), k
+    ckpt = torch.load(run / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)
+    for k, v in ckpt["state_dict"].items():
+        assert torch.equal(v, s0[k]), k
+    assert ckpt["global_step"] == 2 * 4  # 128 samples per rank per epoch, batches of 32
+
+
+def test_ddp_logged_val_acc_equals_single_process_evaluation(ddp_run, mnist_root):
+    _, (run,), _, _ = ddp_run
+    logged = json.loads((run / "metrics.json").read_text())
+    model = Classifier.load_from_checkpoint(run / "checkpoints" / "last.ckpt", map_location="cpu")
+    dm = MNISTDataModule(root=str(mnist_root), val_size=200, train_subset=256, download=False)
+    trainer = L.Trainer(accelerator="cpu", devices=1, logger=False, enable_progress_bar=False,
+                        enable_model_summary=False)
+    (single,) = trainer.validate(model, datamodule=dm, verbose=False)
+    assert 0.2 < logged["val/acc"] < 1.0  # learnt something, not everything: a real comparison
+    assert logged["val/acc"] == pytest.approx(single["val/acc"], abs=1e-7)
+    assert logged["val/loss"] == pytest.approx(single["val/loss"], rel=1e-5)  # equal halves of 100
+    best = Classifier.load_from_checkpoint(logged["test/ckpt_path"], map_location="cpu")
+    (tested,) = trainer.test(best, datamodule=dm, verbose=False)  # train.py tests the best checkpoint
+    assert logged["test/acc"] == pytest.approx(tested["test/acc"], abs=1e-7)
+
+
+# --- the self-organised Neocognitron --------------------------------------------------
+
+SMALL_FUKUSHIMA = ["model=neocognitron_fukushima", "model.model_kwargs.n_orient=4",
+                   "model.model_kwargs.max_planes=[6,8]", "model.model_kwargs.learn_limit=[64,64]",
+                   "model.model_kwargs.top_epochs=1", "model.model_kwargs.max_refs=200", "trainer.max_epochs=3"]
+
+
+@pytest.mark.slow
+def test_self_organised_neocognitron_grows_the_same_planes_on_every_rank(mnist_root, tmp_path):
+    """Each rank learns from both ranks' batches (gathered), so the planes and reference vectors
+    grown are the same on both ranks, and the same as one process learning from those batches."""
+    run_train(DDP + SMALL_FUKUSHIMA + [f"data.root={mnist_root}", "data.train_subset=128", "data.val_size=100",
+                                      "data.batch_size=16", "seed=3", "test=false"], tmp_path)
+    (run,) = (tmp_path / "train" / "runs").iterdir()
+    s0, s1 = (torch.load(run / f"rank{r}.pt", weights_only=False)["state"] for r in (0, 1))
+    assert s0.keys() == s1.keys()
+    for k in s0:
+        assert torch.equal(s0[k], s1[k]), k
+    assert s0["net.refs"].shape[0] > 0 and int(s0["net.learned_phases"]) == 3
+    # one process, fed rank 0's then rank 1's batch at each step, grows exactly the same network
+    model = Classifier.load_from_checkpoint(run / "checkpoints" / "last.ckpt", map_location="cpu")
+    fresh = Classifier(model="neocognitron_fukushima", model_kwargs=model.hparams.model_kwargs)
+    dm = MNISTDataModule(root=str(mnist_root), val_size=100, train_subset=128, batch_size=16, download=False)
+    dm.setup()
+    x, y = dm.data["train"]
+    for epoch in range(3):
+        samplers = [EpochShuffleSampler(len(y), 3, r, 2, batch_size=16) for r in (0, 1)]
+        for s in samplers:
+            s.set_epoch(epoch)
+        for b0, b1 in zip(*samplers):
+            idx = torch.tensor(b0 + b1)
+            fresh.net.learn(dm.transform(x[idx]), y[idx])
+        fresh.net.learning_epoch_end()
+    for k, v in fresh.state_dict().items():
+        assert torch.equal(v, s0[k]), k
+
+
+@pytest.mark.slow
+def test_ddp_inside_a_hydra_multirun_keeps_one_folder_per_job(mnist_root, tmp_path):
+    """Lightning re-runs the command line for rank 1; under ``-m`` that would start a sweep of
+    its own. models.distributed gives it the job's own overrides and folder instead."""
+    sweep = tmp_path / "sweep"
+    run_train(["-m", "seed=1,2"] + DDP + [f"data.root={mnist_root}", "data.train_subset=128", "data.val_size=64",
+                                         "data.batch_size=16", "trainer.max_epochs=1", "test=false",
+                                         f"hydra.sweep.dir={sweep}"], tmp_path / "logs")
+    assert not (tmp_path / "logs").exists()
+    assert sorted(p.name for p in sweep.iterdir()) == [".hydra", "0", "1", "multirun.yaml", "summary.csv",
+                                                      "summary.md"] or sorted(p.name for p in sweep.iterdir()) == [
+        "0", "1", "multirun.yaml", "summary.csv", "summary.md"]
+    for job in ("0", "1"):
+        d = sweep / job
+        ranks = [torch.load(d / f"rank{r}.pt", weights_only=False) for r in (0, 1)]
+        assert [r["world_size"] for r in ranks] == [2, 2]
+        assert (d / "train_ddp_process_1.log").is_file() and (d / "metrics.json").is_file()
+        assert sorted(p.name for p in d.iterdir() if p.is_dir()) == [".hydra", "checkpoints", "tensorboard"]
