@@ -76,7 +76,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--kernels", type=int, nargs="+", default=[3, 5, 7, 11, 15, 21, 31])
     parser.add_argument("--batch", type=int, default=8)
     parser.add_argument("--maps", type=int, default=16, help="maps in = maps out")
-    parser.add_argument("--repeats", type=int, default=7, help="most repeats per cell")
+    parser.add_argument("--repeats", type=int, default=15, help="most repeats per cell")
     parser.add_argument("--budget", type=float, default=1.0,
                         help="seconds of repeats per function and cell")
     parser.add_argument("--threads", type=int, default=1, help="torch.set_num_threads (0: leave)")
@@ -101,8 +101,9 @@ def main(argv: list[str] | None = None) -> None:
           + ", ".join(f"{k}={['%.3g' % v for v in c]}" for k, c in cal.items()))
     print(f"batch {args.batch}, {args.maps} maps in and out, stride 1, no padding, forward pass, "
           f"median ms of {clock_name}\n")
-    print("| N | M | direct | scan | fft | auto (pick) | fastest | auto / fastest | pick / fastest |")
-    print("|---|---|---|---|---|---|---|---|---|")
+    print("| N | M | direct | scan | fft | auto (pick) | fastest | auto / fastest | pick / fastest "
+          "| model alone (/ fastest) |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
     rows = []
     gen = torch.Generator().manual_seed(0)
     with torch.no_grad():
@@ -119,13 +120,15 @@ def main(argv: list[str] | None = None) -> None:
                 pick = layer.chosen_algorithm(x)
                 if len(ops.auto_candidates(x.shape, w.shape, calibration=cal)) > 1:
                     pick += ", timed"  # in the crossover band: decided by one timing
+                model = ops.choose_algorithm(x.shape, w.shape, calibration=cal)  # the model alone
                 best = min(("direct", "scan", "fft"), key=t.get)
                 ratio = t["auto"] / t[best]
                 pick_ratio = t[pick.split(",")[0]] / t[best]
-                rows.append((n, m, t, pick, best, ratio, pick_ratio))
+                model_ratio = t[model] / t[best]
+                rows.append((n, m, t, pick, best, ratio, pick_ratio, model, model_ratio))
                 print(f"| {n} | {m} | {t['direct'] * 1e3:.2f} | {t['scan'] * 1e3:.2f} | "
                       f"{t['fft'] * 1e3:.2f} | {t['auto'] * 1e3:.2f} ({pick}) | {best} | {ratio:.2f} | "
-                      f"{pick_ratio:.2f} |", flush=True)
+                      f"{pick_ratio:.2f} | {model} ({model_ratio:.2f}) |", flush=True)
     print()
     for n in args.sides:
         cells = [(m, t) for nn_, m, t, *_ in rows if nn_ == n]
@@ -140,6 +143,8 @@ def main(argv: list[str] | None = None) -> None:
     within = sum(r[6] <= 1.10 for r in rows)
     print(f"auto's pick (its column's time) within 10% of the fastest in {within}/{len(rows)} cells "
           f"(worst {worst[6]:.2f} at N={worst[0]}, M={worst[1]}: picked {worst[3]}, fastest {worst[4]})")
+    within = sum(r[8] <= 1.10 for r in rows)
+    print(f"the cost model alone (AUTO_MARGIN = 1) within 10% of the fastest in {within}/{len(rows)} cells")
     goal = [r for r in rows if r[0] == 128 and r[1] == 31]
     if goal and args.batch == 8 and args.maps == 16:
         t = goal[0][2]
