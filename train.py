@@ -21,6 +21,7 @@ from hydra.utils import instantiate
 from lightning.pytorch.loggers import TensorBoardLogger
 from omegaconf import DictConfig, OmegaConf
 
+from models.classifier import check_resume_checkpoint
 from models.cli import friendly_errors, instantiate_group
 from models.distributed import ddp_scope
 
@@ -40,6 +41,8 @@ def train(cfg: DictConfig) -> dict[str, float]:
         if isinstance(lg, TensorBoardLogger):
             lg.log_hyperparams(OmegaConf.to_container(cfg, resolve=True), {"hp/val_acc_best": 0.0, "hp/test_acc": 0.0})
 
+    if cfg.get("ckpt_path"):  # a clear message for a missing, corrupt or other model's checkpoint
+        check_resume_checkpoint(cfg.ckpt_path, model)
     trainer.fit(model, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
     metrics = {k: float(v) for k, v in trainer.callback_metrics.items()}
     if cfg.get("test"):

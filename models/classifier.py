@@ -26,7 +26,7 @@ from omegaconf import DictConfig, OmegaConf
 from torchmetrics import MaxMetric, MeanMetric
 from torchmetrics.classification import MulticlassAccuracy
 
-from .errors import CheckpointError, ConfigError
+from .errors import CheckpointError, ConfigError, DivergenceError
 from .registry import get_model
 
 
@@ -64,6 +64,7 @@ class Classifier(L.LightningModule):
         acc = dict(num_classes=num_classes, average="micro")
         self.train_acc, self.val_acc, self.test_acc = (MulticlassAccuracy(**acc) for _ in range(3))
         self.val_acc_best = MaxMetric()
+        self.val_acc_best.persistent(True)  # in checkpoints, so a resumed run keeps the best so far
 
     # -- the model -------------------------------------------------------------------
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -96,9 +97,10 @@ class Classifier(L.LightningModule):
             return None
         loss, scores, y = self._shared_step(batch)
         if not torch.isfinite(loss):
-            raise FloatingPointError(
-                f"train/loss is {loss.item()} at global step {self.global_step} (epoch {self.current_epoch}); "
-                f"training stopped. Lower model.optimizer.lr or check the data."
+            raise DivergenceError(
+                f"training diverged: train/loss is {loss.item()} at global step {self.global_step} "
+                f"(epoch {self.current_epoch}, batch {batch_idx}); training stopped and the last good checkpoint "
+                f"is kept. Lower model.optimizer.lr or check the data."
             )
         self.train_loss(loss.detach())
         self.train_acc(scores.detach(), y)
@@ -126,7 +128,8 @@ class Classifier(L.LightningModule):
         self.log("val/acc_best", self.val_acc_best.compute(), prog_bar=False)
 
     def on_train_start(self) -> None:
-        self.val_acc_best.reset()
+        if self.trainer.ckpt_path is None:  # a resumed run keeps the best accuracy of its checkpoint
+            self.val_acc_best.reset()
 
     def setup(self, stage: str) -> None:
         from .distributed import DDPStrategy
@@ -203,6 +206,24 @@ def read_checkpoint(path) -> dict:
     hp = ckpt.get("hyper_parameters") if isinstance(ckpt, dict) else None
     if not isinstance(hp, dict) or "model" not in hp or "state_dict" not in ckpt:
         raise CheckpointError(f"{path} is not a checkpoint of this project's Classifier (it names no model)")
+    return ckpt
+
+
+def check_resume_checkpoint(path, module: L.LightningModule) -> dict:
+    """Read a checkpoint to resume ``module``'s training from, and check that its weights load
+    into this model (Lightning loads them again right after); a clear :class:`CheckpointError`
+    for a missing, empty, corrupt or other model's checkpoint instead of a deep traceback."""
+    ckpt = read_checkpoint(path)
+    try:
+        module.load_state_dict(ckpt["state_dict"], strict=True)
+    except RuntimeError as e:
+        lines = [ln.strip() for ln in str(e).splitlines() if ln.strip()]
+        raise CheckpointError(
+            f"cannot resume from {path}: it holds a {ckpt['hyper_parameters'].get('model')!r} model whose weights "
+            f"do not fit the {module.hparams.get('model')!r} model this config builds "
+            f"({' '.join(lines[1:3])[:300]}). Resume with the config the checkpoint was trained with, "
+            f"or drop ckpt_path to start afresh."
+        ) from None
     return ckpt
 
 

@@ -203,13 +203,25 @@ class TensorDataModule(L.LightningDataModule):
         super().__init__()
         if normalize not in NORMALIZATIONS:
             raise ConfigError(f"data.normalize must be one of {', '.join(NORMALIZATIONS)}, got {normalize!r}")
+        def is_int(v) -> bool:
+            return isinstance(v, int) and not isinstance(v, bool)
+
         for key, value in (("batch_size", batch_size), ("eval_batch_size", eval_batch_size)):
-            if not isinstance(value, int) or value < 1:
+            if not is_int(value) or value < 1:
                 raise ConfigError(f"data.{key} must be a positive integer, got {value!r}")
-        if not isinstance(val_size, int) or val_size < 0:
+        if not is_int(val_size) or val_size < 0:
             raise ConfigError(f"data.val_size must be an integer >= 0, got {val_size!r}")
-        if resize is not None and (not isinstance(resize, int) or resize < 1):
+        if resize is not None and (not is_int(resize) or resize < 1):
             raise ConfigError(f"data.resize must be null or a positive integer, got {resize!r}")
+        if train_subset is not None and (not is_int(train_subset) or train_subset < 1):
+            raise ConfigError(f"data.train_subset must be null or a positive integer, got {train_subset!r}")
+        if not is_int(crop_padding) or crop_padding < 0:
+            raise ConfigError(f"data.crop_padding must be an integer >= 0, got {crop_padding!r}")
+        if not is_int(split_seed):
+            raise ConfigError(f"data.split_seed must be an integer, got {split_seed!r}")
+        for key, value in (("augment", augment), ("hflip", hflip), ("download", download), ("pin_memory", pin_memory)):
+            if not isinstance(value, bool):
+                raise ConfigError(f"data.{key} must be true or false, got {value!r}")
         self.root = Path(root or default_root()).expanduser()
         self.save_hyperparameters(ignore=["_ignored"])
         self.hparams["root"] = str(self.root)
@@ -317,6 +329,43 @@ def _expected_files(folder: Path, names) -> str:
     return "\n".join(f"  {folder / n}" for n in names)
 
 
+def check_idx(path: Path) -> None:
+    """Check an IDX file (the MNIST format) before reading it: the magic number says unsigned
+    bytes in ``ndim`` dimensions (``0x0000080<ndim>``), and the file is exactly as long as the
+    sizes in its header promise. ``ndim`` is read from the name (``...-idx3-ubyte``)."""
+    import math
+    import re
+
+    match = re.search(r"idx(\d)", path.name)
+    ndim = int(match.group(1)) if match else None
+    size = path.stat().st_size
+    with open(path, "rb") as f:
+        head = f.read(4)
+        magic = int.from_bytes(head, "big") if len(head) == 4 else None
+        if magic is None:
+            raise DataError(f"{path} is truncated or corrupt: {size} bytes, not even an IDX header. "
+                            f"Delete it and download again (or copy an intact one there).")
+        want = 0x800 | ndim if ndim else None
+        if (magic >> 8) != 0x08 or (want is not None and magic != want):
+            raise DataError(
+                f"{path} has the wrong magic number 0x{magic:08x}; an IDX file of unsigned bytes with "
+                f"{ndim if ndim else 'n'} dimension(s) starts with 0x{want or 0x800:08x}. It is not an MNIST-format "
+                f"file (a compressed .gz? another format?) or it is corrupt; delete it and download again."
+            )
+        ndim = magic & 0xFF
+        dims_raw = f.read(4 * ndim)
+    if len(dims_raw) < 4 * ndim:
+        raise DataError(f"{path} is truncated or corrupt: its header is cut off ({size} bytes). "
+                        f"Delete it and download again.")
+    dims = [int.from_bytes(dims_raw[4 * i : 4 * i + 4], "big") for i in range(ndim)]
+    expected = 4 + 4 * ndim + math.prod(dims)
+    if size != expected:
+        raise DataError(
+            f"{path} is truncated or corrupt: its header promises {' x '.join(map(str, dims))} bytes of data "
+            f"({expected} bytes in all), the file has {size}. Delete it and download again."
+        )
+
+
 class MNISTDataModule(TensorDataModule):
     """MNIST (LeCun, Cortes, Burges): 60,000 train / 10,000 test 28x28 grey digits."""
 
@@ -343,6 +392,8 @@ class MNISTDataModule(TensorDataModule):
                 f"Put the four uncompressed IDX files here:\n{_expected_files(raw, names)}\n"
                 f"or point data.root (or the DATA_DIR environment variable) at a folder that has them."
             )
+        for n in names:
+            check_idx(raw / n)
         try:
             ds = cls(str(self.root), train=train, download=False)
             x, y = ds.data, ds.targets

@@ -26,3 +26,8 @@ class CheckpointError(UserError):
 
 class ImageError(UserError):
     """An input image that is missing, a directory, or not an image."""
+
+
+class DivergenceError(UserError, FloatingPointError):
+    """Training diverged: the loss or the weights became NaN or infinite (training stops with a
+    message naming the step and the metric; the last good checkpoint is kept)."""

@@ -229,8 +229,9 @@ class FukushimaNeocognitron(nn.Module):
                 raise ConfigError(f"{w}: {key} must be a list of {n} values, got {val!r}")
         s_kernels = [_pos_int(w, f"s_kernels[{i}]", k) for i, k in enumerate(s_kernels)]
         c_kernels = [_pos_int(w, f"c_kernels[{i}]", k) for i, k in enumerate(c_kernels)]
-        thetas = [_number(w, f"thetas[{i}]", t, hi=1.0) for i, t in enumerate(thetas)]
-        thetas_learn = [_number(w, f"thetas_learn[{i}]", t, hi=1.0) for i, t in enumerate(thetas_learn)]
+        # selectivities lie in (0, 1): 0 would make the S-cells answer anything, 1 divides by zero
+        thetas = [_number(w, f"thetas[{i}]", t, lo_open=True, hi=1.0) for i, t in enumerate(thetas)]
+        thetas_learn = [_number(w, f"thetas_learn[{i}]", t, lo_open=True, hi=1.0) for i, t in enumerate(thetas_learn)]
         c_gains = [_number(w, f"c_gains[{i}]", g, lo_open=True) for i, g in enumerate(c_gains)]
         max_planes = [_pos_int(w, f"max_planes[{i}]", k) for i, k in enumerate(max_planes)]
         self.learn_limit = [None if n is None else _pos_int(w, f"learn_limit[{i}]", n)

@@ -1,0 +1,241 @@
+"""What makes a training run survive faults and reproduce exactly.
+
+==========================  =========================================================================
+``AtomicCheckpointIO``      a Trainer plugin: every checkpoint is written to a temporary file in the
+                            same folder, flushed to disk, then renamed over the old one
+                            (``os.replace``), so a kill during a write never leaves a half-written
+                            ``last.ckpt`` for the next resume (the old one stays as it was).
+``SafeModelCheckpoint``     Lightning's ModelCheckpoint that refuses to save NaN or infinite weights:
+                            it stops training with a :class:`~models.errors.DivergenceError` instead,
+                            so the last good checkpoint is never overwritten by a diverged model.
+                            Used for both the epoch checkpoints (best + ``last.ckpt``) and the step
+                            checkpoints (``last.ckpt`` every ``every_n_train_steps`` steps).
+``DivergenceGuard``         stops training as soon as the loss or the weights stop being finite, with a
+                            message that names the step and the metric.
+``ExactResume``             saves the random number generators' states in every checkpoint and puts
+                            them back when training resumes (the same dropout masks and augmentations
+                            as an uninterrupted run), and makes sure the training loader resumes at
+                            the batch where the checkpoint was taken.
+==========================  =========================================================================
+
+They are wired in ``configs/trainer/cpu.yaml`` (``plugins``) and ``configs/callbacks/``.
+Resuming mid-epoch also needs the training loader to skip the batches already seen; that is
+the data module's :class:`~models.data.EpochShuffleSampler` (seeded by the run's seed and the
+epoch) behind a stateful loader.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import uuid
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import numpy as np
+import torch
+from lightning.pytorch.callbacks import ModelCheckpoint
+from lightning.pytorch.plugins.io import TorchCheckpointIO
+
+from .errors import DivergenceError
+
+PARTIAL_SUFFIX = ".partial"
+
+
+# --- atomic checkpoint files ----------------------------------------------------------------
+
+
+def atomic_torch_save(obj: Any, path: str | os.PathLike) -> None:
+    """``torch.save(obj, path)`` that either writes the whole file or leaves ``path`` as it was.
+
+    The data go to ``.<random>.partial`` in the same folder (same file system, so the rename
+    is atomic), are flushed and fsync'ed, then ``os.replace`` puts the file in place and the
+    folder entry is fsync'ed. On an exception the temporary file is removed; after a kill it
+    stays behind (a hidden ``*.partial`` that no resume looks at) and the next successful save
+    in that folder removes it.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.parent / f".{os.getpid()}-{uuid.uuid4().hex[:8]}{PARTIAL_SUFFIX}"
+    try:
+        with open(tmp, "wb") as f:
+            torch.save(obj, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    _fsync_dir(path.parent)
+    for stale in path.parent.glob(f".*{PARTIAL_SUFFIX}"):  # left by a killed process
+        if not stale.name.startswith(f".{os.getpid()}-"):
+            stale.unlink(missing_ok=True)
+
+
+def _fsync_dir(folder: Path) -> None:
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+class AtomicCheckpointIO(TorchCheckpointIO):
+    """Lightning's TorchCheckpointIO with write-then-rename in the checkpoint's own folder.
+
+    (Lightning's own save writes to a temporary file in the system's temp folder and then
+    moves it; across file systems that move is a copy, which a kill can interrupt.)
+    Remote paths (``s3://...``) are left to Lightning."""
+
+    def save_checkpoint(self, checkpoint: dict[str, Any], path, storage_options: Any | None = None) -> None:
+        if storage_options is not None:
+            raise TypeError(f"{type(self).__name__}.save_checkpoint takes no storage_options, got {storage_options!r}")
+        if "://" in str(path) and not str(path).startswith("file://"):
+            return super().save_checkpoint(checkpoint, path, storage_options)
+        path = str(path).removeprefix("file://")
+        atomic_torch_save(checkpoint, path)
+
+
+# --- divergence ---------------------------------------------------------------------------------
+
+
+def first_non_finite(module: torch.nn.Module) -> str | None:
+    """The name of the first parameter or floating-point buffer (e.g. BatchNorm's running
+    statistics) of ``module`` holding a NaN or an infinity, or None when all are finite.
+    (Metric states such as the best accuracy's initial -inf are neither, so not looked at.)"""
+    for name, t in [*module.named_parameters(), *module.named_buffers()]:
+        if t.is_floating_point() and not bool(torch.isfinite(t).all()):
+            return name
+    return None
+
+
+class SafeModelCheckpoint(ModelCheckpoint):
+    """ModelCheckpoint that never writes non-finite weights: it raises :class:`DivergenceError`
+    (training stops, the checkpoints on disk stay as they were) instead of saving them."""
+
+    def _save_checkpoint(self, trainer: L.Trainer, filepath: str) -> None:
+        module = trainer.lightning_module
+        bad = first_non_finite(module) if module is not None else None
+        if bad is not None:
+            raise DivergenceError(
+                f"training diverged: weight {bad!r} is NaN or infinite at global step {trainer.global_step} "
+                f"(epoch {trainer.current_epoch}); not saving {Path(filepath).name}, the last good checkpoint "
+                f"is kept. Lower model.optimizer.lr or check the data."
+            )
+        super()._save_checkpoint(trainer, filepath)
+
+    def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        # Lightning saves last.ckpt at the end of training from a callback that never saved one
+        # (a step checkpoint whose N was never reached). When another checkpoint callback already
+        # saved this very step, that would only overwrite its last.ckpt with a copy taken after
+        # the epoch counter moved on; skip it.
+        others = [cb for cb in trainer.checkpoint_callbacks if cb is not self and isinstance(cb, ModelCheckpoint)]
+        if any(cb._last_global_step_saved == trainer.global_step and cb.save_last for cb in others):
+            return
+        super().on_train_end(trainer, pl_module)
+
+
+class DivergenceGuard(L.Callback):
+    """Stop training when the loss or the weights become NaN or infinite.
+
+    The loss is checked on every training batch (``monitor``, default ``train/loss``, as the
+    LightningModule returns it); the weights every ``check_weights_every_n_steps`` optimizer
+    steps (0: never) and before every validation, so a finite loss with an infinite gradient
+    (which turns the weights into NaN) is caught before a checkpoint could save them. It runs
+    before the checkpoint callbacks (Lightning calls those last)."""
+
+    def __init__(self, monitor: str = "train/loss", check_weights_every_n_steps: int = 1):
+        if not isinstance(check_weights_every_n_steps, int) or check_weights_every_n_steps < 0:
+            raise ValueError(f"check_weights_every_n_steps must be an integer >= 0, got {check_weights_every_n_steps!r}")
+        self.monitor = monitor
+        self.every = check_weights_every_n_steps
+
+    def _stop(self, trainer: L.Trainer, what: str) -> None:
+        raise DivergenceError(
+            f"training diverged: {what} at global step {trainer.global_step} (epoch {trainer.current_epoch}, "
+            f"batch {trainer.fit_loop.epoch_loop.batch_idx}); training stopped and the last good checkpoint "
+            f"is kept. Lower model.optimizer.lr or check the data."
+        )
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        loss = outputs.get("loss") if isinstance(outputs, dict) else outputs
+        if torch.is_tensor(loss) and not bool(torch.isfinite(loss.detach()).all()):
+            self._stop(trainer, f"{self.monitor} is {loss.detach().float().item()}")
+        if self.every and trainer.global_step % self.every == 0:
+            bad = first_non_finite(pl_module)
+            if bad is not None:
+                self._stop(trainer, f"weight {bad!r} became NaN or infinite ({self.monitor} was "
+                                    f"{float(loss) if torch.is_tensor(loss) else 'not returned'})")
+
+    def on_validation_start(self, trainer, pl_module) -> None:
+        if trainer.sanity_checking or not trainer.training:
+            return
+        bad = first_non_finite(pl_module)
+        if bad is not None:
+            self._stop(trainer, f"weight {bad!r} is NaN or infinite")
+
+
+# --- exact resume -------------------------------------------------------------------------------
+
+
+class ExactResume(L.Callback):
+    """What Lightning leaves out of a checkpoint for an exact resume.
+
+    * The global random number generators (torch CPU and CUDA, Python, NumPy): saved in every
+      checkpoint and put back when training starts from one, so that dropout masks and batched
+      augmentation are drawn exactly as in an uninterrupted run.
+    * The training loader's position: Lightning saves a stateful loader's ``state_dict()``
+      (:class:`~models.data.ResumableLoader`: the epoch and the batches already done) but only
+      loads it back if the loader is created *after* the checkpoint is restored. A scheduler
+      that asks for ``trainer.estimated_stepping_batches`` (OneCycleLR) makes Lightning create
+      it before, and the saved position would be silently dropped (the resumed epoch would start
+      again from its first batch). This callback loads it then.
+
+    Both happen in ``on_train_start``: after Lightning restored everything else, before the
+    first resumed batch is drawn (the loader's sampler draws lazily)."""
+
+    def __init__(self):
+        self._pending: dict | None = None
+
+    def state_dict(self) -> dict:
+        state = {
+            "torch": torch.get_rng_state(),
+            "python": random.getstate(),
+            "numpy": _numpy_state(),
+        }
+        if torch.cuda.is_available() and torch.cuda.is_initialized():
+            state["cuda"] = torch.cuda.get_rng_state_all()
+        return state
+
+    def load_state_dict(self, state_dict: dict) -> None:
+        self._pending = dict(state_dict)
+
+    def on_train_start(self, trainer, pl_module) -> None:
+        fit_loop = trainer.fit_loop
+        loader_states = getattr(fit_loop, "_combined_loader_states_to_load", None)
+        combined = getattr(fit_loop, "_combined_loader", None)
+        if loader_states and combined is not None:
+            combined._load_state_dicts(loader_states)
+            fit_loop._combined_loader_states_to_load = []
+        state, self._pending = self._pending, None
+        if not state:
+            return
+        torch.set_rng_state(state["torch"])
+        random.setstate(state["python"])
+        kind, keys, pos, has_gauss, cached = state["numpy"]
+        np.random.set_state((kind, keys.numpy().astype(np.uint32), pos, has_gauss, cached))
+        if "cuda" in state and torch.cuda.is_available() and len(state["cuda"]) == torch.cuda.device_count():
+            torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def _numpy_state() -> tuple:
+    """NumPy's global RNG state with its key array as a tensor (Lightning loads checkpoints
+    with ``weights_only=True``, which refuses NumPy arrays)."""
+    kind, keys, pos, has_gauss, cached = np.random.get_state()
+    return kind, torch.from_numpy(keys.astype(np.int64)), int(pos), int(has_gauss), float(cached)

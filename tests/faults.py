@@ -1,0 +1,40 @@
+"""Fault injection for the reliability tests: callbacks that kill or poison a training run at a
+chosen step. Used from the command line as ``+callbacks.kill._target_=tests.faults.KillAtStep``."""
+
+from __future__ import annotations
+
+import os
+import signal
+
+import lightning as L
+import torch
+
+
+class KillAtStep(L.Callback):
+    """SIGKILL this process in the middle of optimizer step ``step`` (after its backward pass,
+    before the weights change): no exception handler, no ``finally``, no checkpoint on exit."""
+
+    def __init__(self, step: int):
+        self.step = step
+
+    def on_before_optimizer_step(self, trainer, pl_module, optimizer) -> None:
+        if trainer.global_step == self.step:
+            os.kill(os.getpid(), signal.SIGKILL)
+
+
+class PoisonAtStep(L.Callback):
+    """Make training diverge at optimizer step ``step``: ``what='loss'`` puts a NaN into the
+    input batch (so the loss is NaN), ``what='grad'`` sets one gradient to infinity (the loss is
+    still finite, the weights become NaN after the optimizer step)."""
+
+    def __init__(self, step: int, what: str = "loss"):
+        self.step, self.what = step, what
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
+        if self.what == "loss" and trainer.global_step == self.step:
+            batch[0].fill_(float("nan"))
+
+    def on_before_optimizer_step(self, trainer, pl_module, optimizer) -> None:
+        if self.what == "grad" and trainer.global_step == self.step:
+            p = next(p for p in pl_module.parameters() if p.grad is not None)
+            p.grad.fill_(float("inf"))
