@@ -1,0 +1,195 @@
+"""Harness overhead and data path, measured in one run (issue 7, targets 1 and 2).
+
+1. Harness overhead: images/s of the training loop train.py runs (Lightning + our data
+   module) against a minimal hand-written PyTorch loop over the same in-memory uint8 tensors,
+   same model, batch size and optimizer. Ratio = ours / hand loop (goal >= 0.95).
+2. Data path: the same model trained through the usual torchvision pipeline
+   (datasets.MNIST + ToTensor + Normalize in a DataLoader, num_workers 0 and 2) against our
+   tensor pipeline, both in the same plain loop. Ratio = our time / best torchvision time
+   (goal <= 0.5).
+
+Each figure is the median over --repeats interleaved repeats of --steps training steps
+(after a warm-up). Usage:
+
+    DATA_DIR=../shared/data python benchmarks/bench_harness.py --models convnet lenet5 neocognitron
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import lightning as L
+import torch
+import torch.nn.functional as F
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from hydra import compose, initialize_config_dir  # noqa: E402
+from hydra.utils import instantiate  # noqa: E402
+
+import models  # noqa: E402,F401
+
+CONFIGS = Path(__file__).resolve().parents[1] / "configs"
+
+
+def build(model_name: str, root: str):
+    with initialize_config_dir(version_base="1.3", config_dir=str(CONFIGS)):
+        cfg = compose("train", overrides=[f"model={model_name}", f"data.root={root}"])
+    dm = instantiate(cfg.data)
+    dm.setup()
+    return cfg, dm
+
+
+def make_optimizer(cfg, net):
+    """The model config's optimizer (the LR scheduler, a per-step scalar update, is left out)."""
+    return instantiate(cfg.model.optimizer)([q for q in net.parameters() if q.requires_grad])
+
+
+def fresh_module(cfg):
+    torch.manual_seed(0)
+    return instantiate(cfg.model)
+
+
+class _Timer(L.Callback):
+    def __init__(self, warmup: int):
+        self.warmup, self.t0, self.t1, self.n = warmup, None, None, 0
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
+        if batch_idx == self.warmup:
+            self.t0 = time.perf_counter()
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+        if batch_idx >= self.warmup:
+            self.n += len(batch[1])
+            self.t1 = time.perf_counter()
+
+
+def lightning_rate(cfg, dm, steps: int, warmup: int) -> float:
+    """Images/s of Lightning's fit loop with our data module (what train.py runs)."""
+    module = fresh_module(cfg)
+    timer = _Timer(warmup)
+    trainer = L.Trainer(accelerator="cpu", max_epochs=1, limit_train_batches=steps + warmup, limit_val_batches=0,
+                        logger=False, enable_checkpointing=False, enable_progress_bar=False,
+                        enable_model_summary=False, callbacks=[timer], num_sanity_val_steps=0)
+    trainer.fit(module, datamodule=dm)
+    return timer.n / (timer.t1 - timer.t0)
+
+
+def hand_rate(cfg, dm, steps: int, warmup: int) -> float:
+    """Images/s of a minimal PyTorch loop over the same uint8 tensors."""
+    module = fresh_module(cfg)
+    net, loss_fn = module.net, module.loss
+    opt = make_optimizer(cfg, net)
+    x_all, y_all = dm.data["train"]
+    bs = dm.hparams.batch_size
+    perm = torch.randperm(len(y_all))
+    net.train()
+    t0, n = None, 0
+    for step in range(steps + warmup):
+        if step == warmup:
+            t0 = time.perf_counter()
+        idx = perm[step * bs:(step + 1) * bs]
+        x, y = dm.transform(x_all[idx]), y_all[idx]
+        loss = loss_fn(net(x), y)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        if step >= warmup:
+            n += len(y)
+    return n / (time.perf_counter() - t0)
+
+
+def torchvision_rate(cfg, dm, steps: int, warmup: int, workers: int) -> float:
+    """Images/s of the usual pipeline: datasets.MNIST + ToTensor + Normalize in a DataLoader."""
+    import torchvision
+    from torchvision import transforms as T
+
+    ds = torchvision.datasets.MNIST(str(dm.root), train=True, download=False,
+                                    transform=T.Compose([T.ToTensor(), T.Normalize(dm.mean, dm.std)]))
+    loader = torch.utils.data.DataLoader(ds, batch_size=dm.hparams.batch_size, shuffle=True, num_workers=workers,
+                                         persistent_workers=False)
+    module = fresh_module(cfg)
+    net, loss_fn = module.net, module.loss
+    opt = make_optimizer(cfg, net)
+    net.train()
+    t0, n = None, 0
+    for step, (x, y) in enumerate(loader):
+        if step == warmup:
+            t0 = time.perf_counter()
+        if step == steps + warmup:
+            break
+        loss = loss_fn(net(x), y)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        if step >= warmup:
+            n += len(y)
+    return n / (time.perf_counter() - t0)
+
+
+def tensor_pipeline_rate(cfg, dm, steps: int, warmup: int) -> float:
+    """Images/s of the same plain loop fed by our data module's loader and batch transform."""
+    module = fresh_module(cfg)
+    net, loss_fn = module.net, module.loss
+    opt = make_optimizer(cfg, net)
+    net.train()
+    t0, n = None, 0
+    for step, (x, y) in enumerate(dm.train_dataloader()):
+        if step == warmup:
+            t0 = time.perf_counter()
+        if step == steps + warmup:
+            break
+        x = dm.transform(x)
+        loss = loss_fn(net(x), y)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        if step >= warmup:
+            n += len(y)
+    return n / (time.perf_counter() - t0)
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--models", nargs="+", default=["convnet", "lenet5", "neocognitron"])
+    p.add_argument("--steps", type=int, default=60)
+    p.add_argument("--warmup", type=int, default=5)
+    p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--root", default=os.environ.get("DATA_DIR", "./data"))
+    p.add_argument("--skip-datapath", action="store_true")
+    args = p.parse_args()
+    L.seed_everything(0, verbose=False)
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, load average {os.getloadavg()[0]:.1f}")
+    print("\n| model | hand loop img/s | train.py loop img/s | ratio (goal >= 0.95) |")
+    print("| --- | --- | --- | --- |")
+    for name in args.models:
+        cfg, dm = build(name, args.root)
+        hand, ours = [], []
+        for _ in range(args.repeats):  # interleaved, so load changes hit both alike
+            hand.append(hand_rate(cfg, dm, args.steps, args.warmup))
+            ours.append(lightning_rate(cfg, dm, args.steps, args.warmup))
+        ratios = [o / h for o, h in zip(ours, hand)]
+        print(f"| {name} | {statistics.median(hand):.0f} | {statistics.median(ours):.0f} | "
+              f"{statistics.median(ratios):.3f} |", flush=True)
+    if args.skip_datapath:
+        return
+    print("\n| model | torchvision workers=0 img/s | workers=2 img/s | tensor pipeline img/s | time ratio ours/best (goal <= 0.5) |")
+    print("| --- | --- | --- | --- | --- |")
+    for name in args.models:
+        cfg, dm = build(name, args.root)
+        tv0, tv2, ours = [], [], []
+        for _ in range(args.repeats):
+            tv0.append(torchvision_rate(cfg, dm, args.steps, args.warmup, 0))
+            tv2.append(torchvision_rate(cfg, dm, args.steps, args.warmup, 2))
+            ours.append(tensor_pipeline_rate(cfg, dm, args.steps, args.warmup))
+        best = max(statistics.median(tv0), statistics.median(tv2))
+        print(f"| {name} | {statistics.median(tv0):.0f} | {statistics.median(tv2):.0f} | {statistics.median(ours):.0f} | "
+              f"{best / statistics.median(ours):.3f} |", flush=True)
+
+
+if __name__ == "__main__":
+    main()
