@@ -132,6 +132,9 @@ LENET1989_H2_TABLE: tuple[tuple[int, ...], ...] = (
 )
 LENET1989_PAPER_PARAMS = {"H1": 1068, "H2": 2592, "H3": 5790, "output": 310}  # 9,760 [1989]
 
+# "lecun" = +-2.4/F_i as printed in [1998] App. A; "lecun_sqrt" = +-2.4/sqrt(F_i) (keeps the
+# summed input's spread near 1 whatever F_i); "pytorch" = PyTorch's default U(+-1/sqrt(F_i)).
+INITS = ("lecun", "lecun_sqrt", "pytorch")
 ACTIVATIONS = ("scaled_tanh", "tanh", "relu", "identity")
 POOLINGS = ("trainable", "avg", "max")
 
@@ -203,9 +206,10 @@ class TableConv2d(nn.Module):
     """
 
     def __init__(self, layer: str, in_maps: int, table, kernel: int, stride: int = 1,
-                 bias: str = "shared", out_side: int | None = None):
+                 bias: str = "shared", out_side: int | None = None, pad: int = 0, pad_value: float = 0.0):
         super().__init__()
         self.layer, self.in_maps, self.kernel, self.stride = layer, in_maps, kernel, stride
+        self.pad, self.pad_value = pad, pad_value
         self.table = check_table(layer, table, in_maps)
         self.out_maps = len(self.table)
         flat = [o * in_maps + j for o, row in enumerate(self.table) for j in row]
@@ -227,10 +231,11 @@ class TableConv2d(nn.Module):
 
     def reset_parameters(self, scheme: str = "lecun") -> None:
         with torch.no_grad():
-            if scheme == "lecun":  # uniform +-2.4 / fan-in, per output map [1998, App. A]
-                bound_w = INIT_SCALE / self.fan_in[self.conn_map]
+            if scheme in ("lecun", "lecun_sqrt"):  # uniform +-2.4 / fan-in, per output map [1998, App. A]
+                fan = self.fan_in if scheme == "lecun" else self.fan_in.sqrt()
+                bound_w = INIT_SCALE / fan[self.conn_map]
                 self.weight.uniform_(-1, 1).mul_(bound_w.view(-1, 1, 1))
-                bound_b = INIT_SCALE / self.fan_in
+                bound_b = INIT_SCALE / fan
                 self.bias.uniform_(-1, 1).mul_(bound_b.view(-1, *([1] * (self.bias.dim() - 1))))
             else:  # PyTorch's default for Conv2d: kaiming_uniform(a=sqrt 5) == U(+-1/sqrt(fan_in))
                 bound_w = 1.0 / self.fan_in[self.conn_map].sqrt()
@@ -243,7 +248,11 @@ class TableConv2d(nn.Module):
         w = self.weight.new_zeros(self.out_maps * self.in_maps, k, k).index_copy(0, self.index, self.weight)
         return w.view(self.out_maps, self.in_maps, k, k)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, squared: bool = False) -> torch.Tensor:
+        """``squared=True`` (the second-derivative pass, whose input is x^2) pads with pad_value^2."""
+        if self.pad:
+            value = self.pad_value**2 if squared else self.pad_value
+            x = F.pad(x, (self.pad,) * 4, value=value)
         y = F.conv2d(x, self.full_weight(), stride=self.stride)
         if self.bias.dim() == 1:
             return y + self.bias.view(1, -1, 1, 1)
@@ -279,7 +288,7 @@ class Subsample(nn.Module):
     def reset_parameters(self, scheme: str = "lecun") -> None:
         if self.mode != "trainable":
             return
-        bound = INIT_SCALE / self.size**2 if scheme == "lecun" else 1.0 / self.size
+        bound = {"lecun": INIT_SCALE / self.size**2, "lecun_sqrt": INIT_SCALE / self.size}.get(scheme, 1.0 / self.size)
         with torch.no_grad():
             self.coef.uniform_(-bound, bound)
             self.bias.uniform_(-bound, bound)
@@ -307,8 +316,8 @@ class Dense(nn.Linear):
         self.layer = layer
 
     def reset_parameters(self, scheme: str = "pytorch") -> None:
-        if scheme == "lecun":
-            bound = INIT_SCALE / self.in_features
+        if scheme in ("lecun", "lecun_sqrt"):
+            bound = INIT_SCALE / (self.in_features if scheme == "lecun" else self.in_features**0.5)
             with torch.no_grad():
                 self.weight.uniform_(-bound, bound)
                 self.bias.uniform_(-bound, bound)
@@ -364,7 +373,7 @@ class LeNet(nn.Module):
                  rbf: torch.Tensor | None = None, criterion: str = "ce", rbf_j: float = 1.0, init: str = "lecun"):
         super().__init__()
         _check_choice("LeNet", "criterion", criterion, CRITERIA)
-        _check_choice("LeNet", "init", init, ("lecun", "pytorch"))
+        _check_choice("LeNet", "init", init, INITS)
         if rbf is None and criterion in ("paper", "mle"):
             raise ConfigError(f"LeNet: criterion {criterion!r} needs the RBF output (output='rbf'); "
                               f"use criterion 'ce' or 'mse' with a linear output")
@@ -452,7 +461,8 @@ class LeNet(nn.Module):
                     _, idx = F.max_pool2d(xin, st.op.size, return_indices=True)
                     s = src.flatten(2).gather(2, idx.flatten(2)).view_as(a)
                 else:
-                    s = functional_call(st.op, sub, (v,))
+                    kw = {"squared": True} if isinstance(st.op, TableConv2d) else {}
+                    s = functional_call(st.op, sub, (v,), kw)
                 t = s * _act_prime_sq(st.activation, a)
                 xr = _act(st.activation, a)
                 v = xr * xr + (t - t.detach())
@@ -494,7 +504,7 @@ def _check_common(name: str, in_channels: int, num_classes: int) -> None:
 @register_model
 def lenet5(in_channels: int = 1, num_classes: int = 10, input_size: int = 28, *,
            activation: str = "scaled_tanh", pooling: str = "trainable", c3_table: str | list = "lecun",
-           output: str = "rbf", criterion: str = "paper", rbf_j: float = 1.0, init: str = "lecun",
+           output: str = "rbf", criterion: str = "paper", rbf_j: float = 1.0, init: str = "lecun_sqrt",
            pad_value: float | None = LECUN_BACKGROUND) -> LeNet:
     """LeNet-5 as published [1998, II.B]; each historical choice is a keyword for ablation.
 
@@ -558,7 +568,7 @@ def lenet5_modern(in_channels: int = 1, num_classes: int = 10, input_size: int =
 @register_model
 def lenet1(in_channels: int = 1, num_classes: int = 10, input_size: int = 28, *,
            activation: str = "scaled_tanh", pooling: str = "trainable", criterion: str = "mse",
-           init: str = "lecun") -> LeNet:
+           init: str = "lecun_sqrt") -> LeNet:
     """LeNet-1 [1990; 1998, III.C]: 28x28 -> 4@24x24 -> 4@12x12 -> 12@8x8 -> 12@4x4 -> 10.
 
     2,578 parameters at 28x28 input (the [1990] figure). Other input sizes are accepted (the
@@ -587,7 +597,7 @@ def lenet1(in_channels: int = 1, num_classes: int = 10, input_size: int = 28, *,
 @register_model
 def lenet4(in_channels: int = 1, num_classes: int = 10, input_size: int = 28, *,
            activation: str = "scaled_tanh", pooling: str = "trainable", criterion: str = "mse",
-           init: str = "lecun", pad_value: float | None = LECUN_BACKGROUND) -> LeNet:
+           init: str = "lecun_sqrt", pad_value: float | None = LECUN_BACKGROUND) -> LeNet:
     """LeNet-4 [1998, III.C]: 32x32 -> C1 4@28 -> S2 8@14 (pairs) -> C3 16@10 -> S4 16@5 -> 120 -> 10.
 
     See ``LENET4_C3_TABLE`` / ``LENET4_C5_TABLE`` for the (uncertain) connection tables chosen
@@ -615,7 +625,7 @@ def lenet4(in_channels: int = 1, num_classes: int = 10, input_size: int = 28, *,
 
 @register_model
 def lenet1989(in_channels: int = 1, num_classes: int = 10, input_size: int = 16, *,
-              activation: str = "scaled_tanh", criterion: str = "mse", init: str = "lecun",
+              activation: str = "scaled_tanh", criterion: str = "mse", init: str = "lecun_sqrt",
               pad_value: float = -1.0) -> LeNet:
     """The zip-code network [1989]: 16x16 -> H1 12@8x8 -> H2 12@4x4 -> H3 30 -> 10; 9,760 params.
 
@@ -633,33 +643,14 @@ def lenet1989(in_channels: int = 1, num_classes: int = 10, input_size: int = 16,
     n2 = check_conv("lenet1989 H2", n1, 5, 2, 2)
     out_act = activation if criterion == "mse" else "identity"
 
-    class _PadThen(nn.Module):  # H2's input is padded by 2 with the background as well
-        pass
-
-    h2 = TableConv2d("lenet1989 H2", 12, LENET1989_H2_TABLE, 5, stride=2, bias="unshared", out_side=n2)
+    # H2's input (H1's maps) is padded by 2 with the background value as well [1989].
+    h2 = TableConv2d("lenet1989 H2", 12, LENET1989_H2_TABLE, 5, stride=2, bias="unshared", out_side=n2,
+                     pad=2, pad_value=float(pad_value))
     stages = [
         Stage("H1", TableConv2d("lenet1989 H1", in_channels, [tuple(range(in_channels))] * 12, 5, stride=2,
                                 bias="unshared", out_side=n1), activation),
-        Stage("H2", PaddedOp(h2, 2, float(pad_value)), activation),
+        Stage("H2", h2, activation),
         Stage("H3", Dense("lenet1989 H3", 12 * n2 * n2, 30), activation),
         Stage("output", Dense("lenet1989 output", 30, num_classes), out_act),
     ]
     return LeNet(stages, pad=(2, 2), pad_value=pad_value, criterion=criterion, init=init)
-
-
-class PaddedOp(nn.Module):
-    """Pad the input with a constant, then apply ``op`` (the 1989 net pads H1's maps with -1).
-
-    Parameters live in ``op``; for the second-derivative pass the squared input is padded with
-    ``value**2`` (what padding the input and then squaring would give)."""
-
-    def __init__(self, op: nn.Module, pad: int, value: float):
-        super().__init__()
-        self.inner, self.p, self.value = op, pad, value
-
-    def reset_parameters(self, scheme: str = "lecun") -> None:
-        self.inner.reset_parameters(scheme)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        p = self.p
-        return self.inner(F.pad(x, (p, p, p, p), value=self.value))
