@@ -507,9 +507,11 @@ def auto_algorithm(input: Tensor, weight: Tensor, bias: Tensor | None = None, st
     key = (_device_key(input.device), tuple(input.shape), tuple(weight.shape), stride, padding,
            input.dtype, bias is not None)
     if key not in _MEASURED_CHOICES:
+        predicted = predicted_costs(input.shape, weight.shape, stride, padding, _calibration_for(input.device))
+        repeats = max(1, min(5, int(0.1 / max(predicted[cands[0]], 1e-9))))  # ~0.1 s each
         with torch.no_grad():
             fns = {a: (lambda a=a: ALGORITHMS[a](input, weight, bias, stride, padding)) for a in cands}
-            times = _time_interleaved(fns, input.device, repeats=1)
+            times = _time_interleaved(fns, input.device, repeats)
         _MEASURED_CHOICES[key] = min(times, key=times.get)
     return _MEASURED_CHOICES[key]
 
@@ -756,7 +758,10 @@ def _pool_args(x: Tensor, kernel_size, stride, padding, layer: str):
         raise ConfigError(f"{layer}: expected input (B, C, H, W), got shape {tuple(x.shape)}")
     kh, kw = _pair(kernel_size, "kernel_size", layer)
     sh, sw = _pair(stride if stride is not None else (kh, kw), "stride", layer)
-    ph, pw = (padding, padding) if isinstance(padding, int) else tuple(padding)
+    pads = (padding, padding) if isinstance(padding, int) else tuple(padding)
+    if len(pads) != 2 or not all(isinstance(p, int) for p in pads):
+        raise ConfigError(f"{layer}: padding must be an int or an (H, W) pair, got {padding!r}")
+    ph, pw = pads
     if not (0 <= ph <= kh // 2 and 0 <= pw <= kw // 2):
         raise ConfigError(
             f"{layer}: padding must be between 0 and half the window ({kh}x{kw}), got {padding!r}"
