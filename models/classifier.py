@@ -53,6 +53,11 @@ class Classifier(L.LightningModule):
         optimizer, scheduler = _plain(optimizer), _plain(scheduler)
         if scheduler_interval not in ("epoch", "step"):
             raise ConfigError(f"model.scheduler_interval must be 'epoch' or 'step', got {scheduler_interval!r}")
+        for key, value in (("compile", compile), ("channels_last", channels_last)):
+            if not isinstance(value, bool):
+                raise ConfigError(f"model.{key} must be true or false, got {value!r}")
+        if optimizer:  # fail now, not after the data are loaded
+            _build("model.optimizer", optimizer, [torch.zeros(1, requires_grad=True)])
         self.save_hyperparameters()
         self.net = get_model(model, in_channels=in_channels, num_classes=num_classes, input_size=input_size, **model_kwargs)
         if channels_last:
@@ -160,14 +165,14 @@ class Classifier(L.LightningModule):
         if not self.automatic_optimization or not params:
             return None
         opt_cfg = self.hparams.optimizer or {"_target_": "torch.optim.AdamW", "_partial_": True, "lr": 1e-3}
-        optimizer = instantiate(opt_cfg)(params)
+        optimizer = _build("model.optimizer", opt_cfg, params)
         if not self.hparams.scheduler:
             return optimizer
         sched_cfg = dict(self.hparams.scheduler)
         if "total_steps" in sched_cfg and sched_cfg["total_steps"] is None:  # e.g. OneCycleLR
             total = self.trainer.estimated_stepping_batches
             sched_cfg["total_steps"] = int(total) if math.isfinite(total) else None
-        scheduler = instantiate(sched_cfg)(optimizer=optimizer)
+        scheduler = _build("model.scheduler", sched_cfg, optimizer=optimizer)
         return {
             "optimizer": optimizer,
             "lr_scheduler": {"scheduler": scheduler, "interval": self.hparams.scheduler_interval},
@@ -188,6 +193,18 @@ class Classifier(L.LightningModule):
                 f"{checkpoint_path}: its weights do not fit the model it names ({hp.get('model')!r}): "
                 f"{str(e).splitlines()[0]}"
             ) from None
+
+
+def _build(key: str, cfg: dict, *args, **kwargs):
+    """Instantiate a ``_partial_`` optimizer / scheduler config and call it; a ConfigError naming
+    ``key`` for an unknown target, a wrong argument or an out-of-range value (e.g. a negative lr)."""
+    try:
+        return instantiate(cfg)(*args, **kwargs)
+    except Exception as e:
+        cause = e
+        while cause.__cause__ is not None:  # Hydra wraps the real error
+            cause = cause.__cause__
+        raise ConfigError(f"{key} ({cfg.get('_target_')}): {type(cause).__name__}: {str(cause).splitlines()[0][:300]}") from None
 
 
 def read_checkpoint(path) -> dict:
@@ -217,12 +234,17 @@ def check_resume_checkpoint(path, module: L.LightningModule) -> dict:
     try:
         module.load_state_dict(ckpt["state_dict"], strict=True)
     except RuntimeError as e:
-        lines = [ln.strip() for ln in str(e).splitlines() if ln.strip()]
+        saved, have = ckpt["state_dict"], module.state_dict()
+        missing = [k for k in have if k not in saved]
+        unexpected = [k for k in saved if k not in have]
+        detail = [f"{len(missing)} weight(s) missing, e.g. {missing[0]}"] if missing else []
+        detail += [f"{len(unexpected)} unexpected, e.g. {unexpected[0]}"] if unexpected else []
+        detail += [ln.strip().rstrip(".") for ln in str(e).splitlines() if "size mismatch" in ln][:1]
         raise CheckpointError(
             f"cannot resume from {path}: it holds a {ckpt['hyper_parameters'].get('model')!r} model whose weights "
             f"do not fit the {module.hparams.get('model')!r} model this config builds "
-            f"({' '.join(lines[1:3])[:300]}). Resume with the config the checkpoint was trained with, "
-            f"or drop ckpt_path to start afresh."
+            f"({'; '.join(detail) or str(e).splitlines()[0]}). Resume with the config the checkpoint was trained "
+            f"with, or drop ckpt_path to start afresh."
         ) from None
     return ckpt
 

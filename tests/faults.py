@@ -38,3 +38,16 @@ class PoisonAtStep(L.Callback):
         if self.what == "grad" and trainer.global_step == self.step:
             p = next(p for p in pl_module.parameters() if p.grad is not None)
             p.grad.fill_(float("inf"))
+
+
+class SlowDown(L.Callback):
+    """Sleep ``seconds`` after every training batch, so another process can kill this one at a
+    moment it does not choose."""
+
+    def __init__(self, seconds: float):
+        self.seconds = seconds
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        import time
+
+        time.sleep(self.seconds)
