@@ -635,11 +635,11 @@ def lenet1989(in_channels: int = 1, num_classes: int = 10, input_size: int = 16,
     _check_common("lenet1989", in_channels, num_classes)
     _check_choice("lenet1989", "activation", activation, ACTIVATIONS)
     if input_size != 16:
-        raise ConfigError(f"lenet1989: the 1989 network takes 16x16 inputs, got input_size={input_size}; "
+        raise ConfigError(f"lenet1989: the 1989 network takes 16x16 inputs, got input_size={input_size!r}; "
                           f"set data.resize=16")
     if pad_value is None:
         raise ConfigError("lenet1989: pad_value must be a number (the background value)")
-    n1 = check_conv("lenet1989 H1", 16, 5, 2, 2)
+    n1 = check_conv("lenet1989 H1", input_size, 5, 2, 2)
     n2 = check_conv("lenet1989 H2", n1, 5, 2, 2)
     out_act = activation if criterion == "mse" else "identity"
 
