@@ -116,12 +116,12 @@ class Classifier(L.LightningModule):
     def on_train_epoch_end(self) -> None:
         if not self.automatic_optimization:
             for k, v in (self.net.learning_epoch_end() or {}).items():
-                self.log(f"train/{k}", float(v))
+                self.log(f"train/{k}", float(v), sync_dist=True)  # the same on every rank
 
     # -- evaluation ------------------------------------------------------------------
     def validation_step(self, batch, batch_idx):
         loss, scores, y = self._shared_step(batch)
-        self.val_loss(loss)
+        self.val_loss(loss, weight=len(y))  # the mean over images, exact also across DDP ranks
         self.val_acc(scores, y)
         self.log("val/loss", self.val_loss, on_step=False, on_epoch=True, prog_bar=True)
         self.log("val/acc", self.val_acc, on_step=False, on_epoch=True, prog_bar=True)
@@ -150,7 +150,7 @@ class Classifier(L.LightningModule):
 
     def test_step(self, batch, batch_idx):
         loss, scores, y = self._shared_step(batch)
-        self.test_loss(loss)
+        self.test_loss(loss, weight=len(y))
         self.test_acc(scores, y)
         self.log("test/loss", self.test_loss, on_step=False, on_epoch=True)
         self.log("test/acc", self.test_acc, on_step=False, on_epoch=True)

@@ -29,6 +29,9 @@ from typing import Sequence
 import torch
 from lightning.pytorch.strategies import DDPStrategy as _LightningDDPStrategy
 
+# Hydra overrides that concern the launching process only (its mode, folders, sweeper, launcher)
+_HYDRA_PARENT_ONLY = ("hydra.mode", "hydra.run.", "hydra.sweep.", "hydra.job.name", "hydra.output_subdir",
+                      "hydra.launcher", "hydra/launcher", "hydra.sweeper", "hydra/sweeper")
 _LAUNCH_ENV = ("MASTER_ADDR", "MASTER_PORT", "NODE_RANK", "LOCAL_RANK", "WORLD_SIZE")
 
 
@@ -74,6 +77,7 @@ def hydra_child_command(local_rank: int) -> tuple[Sequence[str], str]:
         if value is not None:
             command.append(f"{flag}={value}")
     command += list(hc.overrides.task)
+    command += [o for o in hc.overrides.hydra if not o.lstrip("+~").startswith(_HYDRA_PARENT_ONLY)]
     command += [f'hydra.run.dir="{hc.runtime.output_dir}"', f"hydra.job.name=train_ddp_process_{local_rank}",
                 "hydra.output_subdir=null"]
     return command, get_original_cwd()
