@@ -12,8 +12,8 @@ the 128x128 / 31x31 direct-vs-fft ratio.
     python benchmarks/bench_ops.py --sides 32 64 --kernels 3 7 --repeats 3
     python benchmarks/bench_ops.py --threads 1 --recalibrate
 
-Timings are medians of interleaved repeats (direct, scan, fft, auto, direct, ...) so that
-load from other processes hits all four alike; big cells get fewer repeats. With
+Timings are medians of interleaved repeats (direct, scan, fft, auto, then scan, fft, auto,
+direct, ...) so that load from other processes hits all four alike; big cells get fewer repeats. With
 ``--threads 1`` (the default here: on a shared 2-core machine a second OpenMP thread mostly
 waits for a core) they are the thread's CPU time, which other processes cannot inflate;
 ``--threads 2 --clock wall`` gives wall-clock times.
@@ -44,7 +44,8 @@ def time_cell(fns: dict, device: torch.device, budget_s: float, max_repeats: int
     """Median seconds per function.
 
     Each function first runs once untimed (warm-up; its time sizes its repeats: as many as
-    fit in ``budget_s``, at most ``max_repeats``). The repeats are interleaved, and a function
+    fit in ``budget_s``, at most ``max_repeats``). The repeats are interleaved in an order that
+    rotates every round (the first in a round runs measurably faster), and a function
     faster than 20 ms runs once untimed right before each timed run, so that every timed run
     finds the caches as its own previous run left them, whatever ran before it.
     """
@@ -56,8 +57,10 @@ def time_cell(fns: dict, device: torch.device, budget_s: float, max_repeats: int
         first[name] = clock() - t0
     reps = {name: max(1, min(max_repeats, int(budget_s / max(t, 1e-9)))) for name, t in first.items()}
     times: dict[str, list[float]] = {name: [] for name in fns}
+    names = list(fns)
     for r in range(max(reps.values())):
-        for name, fn in fns.items():
+        for name in names[r % len(names):] + names[: r % len(names)]:  # rotate the order
+            fn = fns[name]
             if r >= reps[name]:
                 continue
             if first[name] < 0.02:
