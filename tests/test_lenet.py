@@ -353,3 +353,26 @@ def test_lenet5_sdlm_learns_digits(one_thread):
         err = (m(xte).argmax(1) != yte).float().mean().item()
     assert loss.item() < 0.5 * first
     assert err < 0.25 and err < err0
+
+
+# -- the Hydra experiment, end to end on the fake MNIST of conftest ------------------------------
+
+
+def test_lenet5_paper_experiment_trains_with_sdlm_and_hessian_callback(mnist_root, tmp_path, one_thread):
+    import train as train_script
+    from tests.conftest import compose_train
+
+    cfg = compose_train([
+        "experiment=lenet5_paper", f"data.root={mnist_root}", "data.download=false", "data.val_size=200",
+        "trainer.max_epochs=2", "++trainer.limit_train_batches=4", "++trainer.limit_val_batches=1",
+        "trainer.log_every_n_steps=1", "callbacks.progress_bar.refresh_rate=0",
+        "trainer.enable_model_summary=false", "logger=csv", "test=false",
+    ], tmp_path)
+    assert cfg.data.normalize == "lecun" and cfg.data.batch_size == 16 and cfg.trainer.max_epochs == 2
+    metrics = train_script.train(cfg)
+    assert metrics["train/sdlm_h_mean"] > 0  # the callback estimated h before the epoch
+    import csv
+
+    rows = list(csv.DictReader(open(tmp_path / "csv" / "metrics.csv")))
+    lrs = [float(r["lr-SDLM"]) for r in rows if r.get("lr-SDLM")]
+    assert lrs[:2] == [5e-4, 5e-4]  # the paper's first two passes
