@@ -62,8 +62,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from .errors import ConfigError
-from .neocognitron import BlurCPlanes, _number, _pos_int, gaussian_kernel, phi
-from .ops import check_conv, same_padding
+from .neocognitron import BlurCPlanes, _number, _pos_int, gaussian_kernel, phi, saturate
+from .ops import check_conv, conv_output_size, same_padding
 from .registry import register_model
 
 
@@ -89,6 +89,14 @@ def edge_kernels(n_orient: int, m: int, sigma: float | None = None) -> torch.Ten
         g = (xx * math.cos(ang) + yy * math.sin(ang)) * env
         out.append(torch.stack([g.clamp_min(0), (-g).clamp_min(0)]))
     return torch.stack(out).float()
+
+
+def conv_single(x: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
+    """``F.conv2d(x, k)`` for one input and one output plane (``k``: ``(1, 1, m, m)``), run as a
+    grouped convolution over the batch, which CPU backends do several times faster."""
+    b, _, h, w = x.shape
+    y = F.conv2d(x.reshape(1, b, h, w), k.expand(b, 1, k.shape[-2], k.shape[-1]), groups=b)
+    return y.reshape(b, 1, y.shape[-2], y.shape[-1])
 
 
 class SLayer(nn.Module):
@@ -141,7 +149,7 @@ class SLayer(nn.Module):
 
     def vcell(self, x: torch.Tensor) -> torch.Tensor:
         """``v(n) = sqrt(sum c x^2)``, ``(B, 1, H, W)``."""
-        return F.conv2d(self.pad(x).pow(2).sum(1, keepdim=True), self.c2d).clamp_min(0).sqrt()
+        return conv_single(self.pad(x).pow(2).sum(1, keepdim=True), self.c2d).clamp_min(0).sqrt()
 
     def forward(self, x: torch.Tensor, theta: float | None = None) -> torch.Tensor:
         theta = self.theta if theta is None else theta
@@ -150,41 +158,52 @@ class SLayer(nn.Module):
         e = F.conv2d(self.pad(x), self.weights())
         return phi(e - theta * self.vcell(x)) / (1 - theta)
 
-    def patches(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Unit-norm input patches ``x / v`` (``(B, HW, D)``) and ``v`` (``(B, HW)``)."""
-        p = F.unfold(self.pad(x), self.kernel).transpose(1, 2)  # (B, HW, C*L*L)
-        v = (p.pow(2) * self.c(x.shape[1])).sum(-1).sqrt()
-        return p / v.clamp_min(1e-12).unsqueeze(-1), v
+    def patches_at(self, x: torch.Tensor, b: torch.Tensor, pos: torch.Tensor,
+                   v: torch.Tensor) -> torch.Tensor:
+        """The unit-norm inputs ``x / v`` of the S-cells of patterns ``b`` at flat positions
+        ``pos`` (any equal shapes), as ``(*b.shape, C * L * L)`` in unfold order."""
+        L, W = self.kernel, x.shape[3]
+        ar = torch.arange(L, device=x.device)
+        i, j = pos // W, pos % W
+        xp = self.pad(x)
+        # advanced indices around a slice: the result is (*b.shape, L, L, C)
+        p = xp[b[..., None, None], :, i[..., None, None] + ar[:, None], j[..., None, None] + ar]
+        p = p.movedim(-1, -3).flatten(-3)
+        return p / v.clamp_min(1e-12)[..., None]
 
     @torch.no_grad()
     def learn(self, x: torch.Tensor, q: float, active: float) -> dict[str, float]:
         """One batch of competitive learning + Add-if-Silent on the input planes ``x``."""
         B, _, H, W = x.shape
-        xn, v = self.patches(x)  # (B, HW, D), (B, HW)
+        v = self.vcell(x).flatten(1)  # (B, HW)
+        bidx = torch.arange(B, device=x.device)
         seeds = 0
         if self.planes:
-            a = self.weights().reshape(self.planes, -1)
-            s = xn @ a.t()  # c-weighted cosine, (B, HW, K)
-            u = v.unsqueeze(-1) * phi(s - self.theta_learn) / (1 - self.theta_learn)
-            grid = u.transpose(1, 2).reshape(B, self.planes, H, W)
-            colmax = F.max_pool2d(grid.amax(1, keepdim=True), 3, 1, 1)  # S-column maximum
-            cand = torch.where((grid >= colmax) & (grid > 0), grid, torch.zeros_like(grid))
+            u = self(x, self.theta_learn)  # (B, K, H, W), with the learning selectivity
+            colmax = F.max_pool2d(u.amax(1, keepdim=True), 3, 1, 1)  # S-column maximum
+            cand = torch.where((u >= colmax) & (u > 0), u, torch.zeros_like(u))
             best, pos = cand.flatten(2).max(2)  # each plane's seed, (B, K)
             ok = best > 0
-            seed_x = torch.gather(xn, 1, pos.unsqueeze(-1).expand(-1, -1, xn.shape[-1]))
-            self.acc += q * (seed_x * ok.unsqueeze(-1)).sum(0)
+            if ok.any():
+                bb = bidx[:, None].expand_as(pos)[ok]
+                seed_x = self.patches_at(x, bb, pos[ok], v[bb, pos[ok]])
+                plane = torch.arange(self.planes, device=x.device).expand_as(pos)[ok]
+                self.acc.index_add_(0, plane, q * seed_x)
             seeds = int(ok.sum())
-            silent_here = u.amax(-1) <= 0  # (B, HW)
+            silent_here = u.amax(1).flatten(1) <= 0  # (B, HW)
         else:
             silent_here = torch.ones_like(v, dtype=torch.bool)
-        # Add-if-Silent: a pattern whose strongest input location draws no S-cell at all.
+        # Add-if-Silent: a pattern with a strong input location where no S-cell answers.
         vmap = v.view(B, 1, H, W)  # candidate locations: local maxima of the input strength
         peak = (vmap >= F.max_pool2d(vmap, 3, 1, 1)).view(B, -1)
         strong = peak & (v >= active * v.amax(1, keepdim=True)) & (v > 0)
         score = torch.where(strong & silent_here, v, torch.zeros_like(v))
         vbest, where = score.max(1)
         silent = vbest > 0
-        grown = self._add_planes(xn[torch.arange(B, device=x.device), where][silent])
+        grown = 0
+        if silent.any():
+            b = bidx[silent]
+            grown = self._add_planes(self.patches_at(x, b, where[silent], v[b, where[silent]]))
         return {"silent": float(silent.float().mean()), "seeds": seeds, "grown": grown}
 
     def _add_planes(self, cand: torch.Tensor) -> int:
@@ -211,7 +230,8 @@ class FukushimaNeocognitron(nn.Module):
     def __init__(self, in_channels: int, num_classes: int, input_size: int, *,
                  ug_kernel: int, ug_sigmas: Sequence[float], n_orient: int,
                  s_kernels: Sequence[int], thetas: Sequence[float], thetas_learn: Sequence[float],
-                 max_planes: Sequence[int], c_kernels: Sequence[int], c_gains: Sequence[float],
+                 max_planes: Sequence[int], c_kernels: Sequence[int], c_strides: Sequence[int],
+                 c_gains: Sequence[float],
                  q: float, active: float, learn_limit: Sequence[int | None], top_epochs: int,
                  max_refs: int, intvec_k: int):
         super().__init__()
@@ -222,13 +242,15 @@ class FukushimaNeocognitron(nn.Module):
         self.n_orient = _pos_int(w, "n_orient", n_orient)
         ug_kernel = _pos_int(w, "ug_kernel", ug_kernel)
         lists = {"s_kernels": (s_kernels, 3), "thetas": (thetas, 4), "thetas_learn": (thetas_learn, 3),
-                 "max_planes": (max_planes, 2), "c_kernels": (c_kernels, 3), "c_gains": (c_gains, 3),
+                 "max_planes": (max_planes, 2), "c_kernels": (c_kernels, 3), "c_strides": (c_strides, 3),
+                 "c_gains": (c_gains, 3),
                  "learn_limit": (learn_limit, 2), "ug_sigmas": (ug_sigmas, 2)}
         for key, (val, n) in lists.items():
             if isinstance(val, (str, bytes)) or not hasattr(val, "__len__") or len(val) != n:
                 raise ConfigError(f"{w}: {key} must be a list of {n} values, got {val!r}")
         s_kernels = [_pos_int(w, f"s_kernels[{i}]", k) for i, k in enumerate(s_kernels)]
         c_kernels = [_pos_int(w, f"c_kernels[{i}]", k) for i, k in enumerate(c_kernels)]
+        c_strides = [_pos_int(w, f"c_strides[{i}]", k) for i, k in enumerate(c_strides)]
         # selectivities lie in (0, 1): 0 would make the S-cells answer anything, 1 divides by zero
         thetas = [_number(w, f"thetas[{i}]", t, lo_open=True, hi=1.0) for i, t in enumerate(thetas)]
         thetas_learn = [_number(w, f"thetas_learn[{i}]", t, lo_open=True, hi=1.0) for i, t in enumerate(thetas_learn)]
@@ -256,13 +278,13 @@ class FukushimaNeocognitron(nn.Module):
         self.us3 = SLayer("US3", max_planes[0], s_kernels[2], thetas[2], thetas_learn[1], max_planes[1])
         self.uc = nn.ModuleList()
         self.sizes = [n]
-        for i, (m, g) in enumerate(zip(c_kernels, c_gains)):
-            n = check_conv(f"{w} UC{i + 1}", n, m, 2, (m - 1) // 2)
-            self.uc.append(BlurCPlanes(1, m, 2, (m - 1) // 2, g))  # planes vary: applied per plane below
+        for i, (m, st, g) in enumerate(zip(c_kernels, c_strides, c_gains)):
+            n = check_conv(f"{w} UC{i + 1}", n, m, st, (m - 1) // 2)
+            self.uc.append(BlurCPlanes(1, m, st, (m - 1) // 2, g))  # one kernel, shared by all planes
             self.sizes.append(n)
         self.register_buffer("refs", torch.zeros(0, 0))
         self.register_buffer("ref_labels", torch.zeros(0, dtype=torch.long))
-        self.phase = 0
+        self.register_buffer("learned_phases", torch.zeros((), dtype=torch.long))  # in checkpoints
         self.seen = 0
         self.stats: dict[str, float] = {}
 
@@ -274,9 +296,14 @@ class FukushimaNeocognitron(nn.Module):
         super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
     def _blur(self, i: int, x: torch.Tensor) -> torch.Tensor:
-        b, k, h, w = x.shape
-        y = self.uc[i](x.reshape(b * k, 1, h, w))
-        return y.reshape(b, k, y.shape[2], y.shape[3])
+        uc = self.uc[i]  # one fixed kernel, shared by every plane: a depthwise convolution
+        if x.shape[1] == 0:
+            n = conv_output_size(x.shape[2], uc.m, uc.stride, (uc.m - 1) // 2)
+            return x.new_zeros(x.shape[0], 0, n, n)
+        if any(uc.pads):
+            x = F.pad(x, uc.pads)
+        k = uc.kernel.expand(x.shape[1], 1, uc.m, uc.m)
+        return saturate(F.conv2d(x, k, stride=uc.stride, groups=x.shape[1]) * uc.gain)
 
     def preprocess(self, x: torch.Tensor) -> torch.Tensor:
         """Grey, rescaled per image to [0, 1]: the input layer U0."""
@@ -289,7 +316,7 @@ class FukushimaNeocognitron(nn.Module):
         """UG: on- and off-centre planes ``phi[+-(DoG * u0)]``."""
         m = self.dog.shape[-1]
         p = (m - 1) // 2
-        g = F.conv2d(F.pad(u0, (p, m - 1 - p, p, m - 1 - p)), self.dog)
+        g = conv_single(F.pad(u0, (p, m - 1 - p, p, m - 1 - p)), self.dog)
         return torch.cat([phi(g), phi(-g)], 1)
 
     def layers_upto(self, x: torch.Tensor, upto: int) -> torch.Tensor:
@@ -340,6 +367,15 @@ class FukushimaNeocognitron(nn.Module):
         return self.class_similarity(self.top_features(x))
 
     # ------------------------------------------------------------------ learning
+    @property
+    def phase(self) -> int:
+        """0: US2 learns, 1: US3 learns, 2..: top-layer passes; ``2 + top_epochs``: done."""
+        return int(self.learned_phases)
+
+    @phase.setter
+    def phase(self, value: int) -> None:
+        self.learned_phases.fill_(value)
+
     @property
     def phase_name(self) -> str:
         return ["US2", "US3"][self.phase] if self.phase < 2 else f"US4 pass {self.phase - 1}"
@@ -421,7 +457,8 @@ def neocognitron_fukushima(
     ug_kernel: int = 7, ug_sigmas: Sequence[float] = (0.8, 1.6), n_orient: int = 16,
     s_kernels: Sequence[int] = (5, 5, 5), thetas: Sequence[float] = (0.6, 0.55, 0.55, 0.5),
     thetas_learn: Sequence[float] = (0.75, 0.7, 0.8), max_planes: Sequence[int] = (48, 96),
-    c_kernels: Sequence[int] = (5, 5, 5), c_gains: Sequence[float] = (4.0, 4.0, 4.0),
+    c_kernels: Sequence[int] = (5, 5, 5), c_strides: Sequence[int] = (2, 2, 2),
+    c_gains: Sequence[float] = (4.0, 4.0, 4.0),
     q: float = 1.0, active: float = 0.5, learn_limit: Sequence[Any] = (10000, 10000),
     top_epochs: int = 2, max_refs: int = 20000, intvec_k: int = 3,
 ) -> nn.Module:
@@ -434,5 +471,5 @@ def neocognitron_fukushima(
     return FukushimaNeocognitron(
         in_channels, num_classes, input_size, ug_kernel=ug_kernel, ug_sigmas=ug_sigmas,
         n_orient=n_orient, s_kernels=s_kernels, thetas=thetas, thetas_learn=thetas_learn,
-        max_planes=max_planes, c_kernels=c_kernels, c_gains=c_gains, q=q, active=active,
+        max_planes=max_planes, c_kernels=c_kernels, c_strides=c_strides, c_gains=c_gains, q=q, active=active,
         learn_limit=learn_limit, top_epochs=top_epochs, max_refs=max_refs, intvec_k=intvec_k)
