@@ -1,9 +1,10 @@
 """Time the three convolution algorithms of ``models.ops`` and the ``auto`` choice.
 
-For every image side N (32-256) and kernel side M (3-31) it times a forward pass of
-``direct`` (``F.conv2d``), ``scan`` (unfold + one matrix product), ``fft`` (transform
-domain) and ``auto`` (``ops.Conv2d(algorithm="auto")``, which picks by the calibrated cost
-model), on a batch of B images with C maps in and C maps out, no padding, stride 1.
+For every image side N (32-256) and kernel side M (3-31) it times a forward pass of an
+``ops.Conv2d`` layer with ``algorithm`` = ``direct`` (``F.conv2d``), ``scan`` (unfold + one
+matrix product), ``fft`` (transform domain) and ``auto`` (picks by the calibrated cost
+model), all four sharing one weight, on a batch of B images with C maps in and C maps out,
+no padding, stride 1.
 Prints a Markdown table (median milliseconds), the crossover kernel side per image side
 (the smallest M from which fft beats direct), how far ``auto`` is from the fastest, and
 the 128x128 / 31x31 direct-vs-fft ratio.
@@ -115,12 +116,18 @@ def main(argv: list[str] | None = None) -> None:
                 if m > n:
                     continue
                 x = torch.randn(args.batch, args.maps, n, n, generator=gen).to(device)
+                # four layers sharing one weight and bias, so all four columns take the same path
                 layer = ops.Conv2d(args.maps, args.maps, m, algorithm="auto").to(device)
-                w, b = layer.weight, layer.bias
-                fns = {alg: (lambda f=f: f(x, w, b)) for alg, f in ops.ALGORITHMS.items()}
-                fns["auto"] = lambda: layer(x)
+                w = layer.weight
+                fns = {}
+                for alg in (*ops.ALGORITHMS, "auto"):
+                    lay = ops.Conv2d(args.maps, args.maps, m, algorithm=alg).to(device)
+                    lay.weight, lay.bias = layer.weight, layer.bias
+                    fns[alg] = lay
+                layer = fns["auto"]
                 layer(x)  # auto's one-off choice (maybe a timing) happens here, not in the table
-                t = time_cell(fns, device, args.budget, args.repeats, clock)
+                t = time_cell({alg: (lambda lay=lay: lay(x)) for alg, lay in fns.items()},
+                              device, args.budget, args.repeats, clock)
                 pick = layer.chosen_algorithm(x)
                 if len(ops.auto_candidates(x.shape, w.shape, calibration=cal)) > 1:
                     pick += ", timed"  # in the crossover band: decided by one timing
