@@ -38,6 +38,10 @@ _LAUNCH_ENV = ("MASTER_ADDR", "MASTER_PORT", "NODE_RANK", "LOCAL_RANK", "WORLD_S
 class DDPStrategy(_LightningDDPStrategy):
     """Lightning's DDP; a module with no trainable parameter is kept unwrapped (see module docs)."""
 
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        install_hydra_child_command()  # also when an entry point other than train.py uses it
+
     def setup(self, trainer) -> None:
         if self._layer_sync is not None and self.root_device.type == "cpu":
             # torch's SyncBatchNorm runs on GPUs only; on CPU processes DDP broadcasts rank 0's
