@@ -109,10 +109,14 @@ def first_non_finite(module: torch.nn.Module) -> str | None:
     """The name of the first parameter or floating-point buffer (e.g. BatchNorm's running
     statistics) of ``module`` holding a NaN or an infinity, or None when all are finite.
     (Metric states such as the best accuracy's initial -inf are neither, so not looked at.)"""
-    for name, t in [*module.named_parameters(), *module.named_buffers()]:
-        if t.is_floating_point() and not bool(torch.isfinite(t).all()):
-            return name
-    return None
+    tensors = [(n, t) for n, t in [*module.named_parameters(), *module.named_buffers()] if t.is_floating_point()]
+    if not tensors:
+        return None
+    with torch.no_grad():  # one device sync for the common, all-finite case
+        flags = torch.stack([torch.isfinite(t).all() for _, t in tensors])
+        if bool(flags.all()):
+            return None
+    return tensors[int((~flags).nonzero()[0])][0]
 
 
 class SafeModelCheckpoint(ModelCheckpoint):
@@ -150,7 +154,7 @@ class DivergenceGuard(L.Callback):
     (which turns the weights into NaN) is caught before a checkpoint could save them. It runs
     before the checkpoint callbacks (Lightning calls those last)."""
 
-    def __init__(self, monitor: str = "train/loss", check_weights_every_n_steps: int = 1):
+    def __init__(self, monitor: str = "train/loss", check_weights_every_n_steps: int = 10):
         if not isinstance(check_weights_every_n_steps, int) or check_weights_every_n_steps < 0:
             raise ValueError(f"check_weights_every_n_steps must be an integer >= 0, got {check_weights_every_n_steps!r}")
         self.monitor = monitor

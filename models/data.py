@@ -222,6 +222,8 @@ class TensorDataModule(L.LightningDataModule):
         for key, value in (("augment", augment), ("hflip", hflip), ("download", download), ("pin_memory", pin_memory)):
             if not isinstance(value, bool):
                 raise ConfigError(f"data.{key} must be true or false, got {value!r}")
+        if root is not None and not isinstance(root, (str, os.PathLike)):
+            raise ConfigError(f"data.root must be a folder path, got {root!r}")
         self.root = Path(root or default_root()).expanduser()
         self.save_hyperparameters(ignore=["_ignored"])
         self.hparams["root"] = str(self.root)

@@ -19,6 +19,7 @@ import torch
 from hydra.utils import instantiate
 
 import models
+import models.data
 import train as train_script
 from models.callbacks import AtomicCheckpointIO, atomic_torch_save
 from models.classifier import Classifier, check_resume_checkpoint, read_checkpoint
@@ -277,7 +278,8 @@ def test_infinite_gradient_is_caught_before_a_checkpoint_saves_nan_weights(mnist
     the guard stops at that step, before the step checkpoint due at the same step."""
     cfg = compose_train(overrides(mnist_root, "callbacks.step_checkpoint.every_n_train_steps=2",
                                   "+callbacks.poison._target_=tests.faults.PoisonAtStep", "+callbacks.poison.step=5",
-                                  "+callbacks.poison.what=grad"), tmp_path)
+                                  "+callbacks.poison.what=grad",
+                                  "callbacks.divergence_guard.check_weights_every_n_steps=1"), tmp_path)
     with pytest.raises(DivergenceError, match=r"weight 'net\..*' became NaN or infinite \(train/loss was \d.*\) "
                                               r"at global step 6"):
         train_script.train(cfg)
@@ -324,10 +326,11 @@ def test_divergence_on_the_command_line_is_one_clear_message(mnist_root, tmp_pat
     ("augment", "yes", "data.augment must be true or false, got 'yes'"),
     ("hflip", 1, "data.hflip must be true or false, got 1"),
     ("download", "no", "data.download must be true or false, got 'no'"),
+    ("root", 5, "data.root must be a folder path, got 5"),
 ])
 def test_bad_data_config_values_are_named(key, value, message, tmp_path):
     with pytest.raises(ConfigError) as info:
-        models.data.MNISTDataModule(root=str(tmp_path), **{key: value})
+        models.data.MNISTDataModule(**{"root": str(tmp_path), key: value})
     assert str(info.value) == message
 
 
