@@ -508,7 +508,7 @@ def auto_algorithm(input: Tensor, weight: Tensor, bias: Tensor | None = None, st
            input.dtype, bias is not None)
     if key not in _MEASURED_CHOICES:
         predicted = predicted_costs(input.shape, weight.shape, stride, padding, _calibration_for(input.device))
-        repeats = max(1, min(5, int(0.1 / max(predicted[cands[0]], 1e-9))))  # ~0.1 s each
+        repeats = max(3, min(7, int(0.2 / max(predicted[cands[0]], 1e-9))))  # fastest of 3 to 7
         with torch.no_grad():
             fns = {a: (lambda a=a: ALGORITHMS[a](input, weight, bias, stride, padding)) for a in cands}
             times = _time_interleaved(fns, input.device, repeats)

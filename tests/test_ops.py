@@ -438,8 +438,8 @@ def test_mlp_scanned_over_blocks_equals_the_conv_stack(c, n, s, extra, hidden, s
         layers += [nn.Linear(a, b), nn.Tanh()]
     mlp = nn.Sequential(*layers[:-1])
     x = torch.randn(2, c, n + extra, n + extra + 1)
-    cnn = mlp_conv = ops.mlp_to_conv(mlp, n, s, in_channels=c)
-    out = mlp_conv(x)
+    cnn = ops.mlp_to_conv(mlp, n, s, in_channels=c)
+    out = cnn(x)
     # the literal scan: run the MLP on every block, one at a time
     ho, wo = ops.pool_output_size(x.shape[2], n, s), ops.pool_output_size(x.shape[3], n, s)
     literal = torch.stack([torch.stack([mlp(x[:, :, i * s:i * s + n, j * s:j * s + n])
