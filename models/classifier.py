@@ -125,6 +125,7 @@ class Classifier(L.LightningModule):
         self.val_acc(scores, y)
         self.log("val/loss", self.val_loss, on_step=False, on_epoch=True, prog_bar=True)
         self.log("val/acc", self.val_acc, on_step=False, on_epoch=True, prog_bar=True)
+        return {"scores": scores.detach()}  # for callbacks (confusion matrix, worst mistakes)
 
     def on_validation_epoch_end(self) -> None:
         if self.trainer.sanity_checking:

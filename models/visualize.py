@@ -234,30 +234,39 @@ def worst_mistakes(scores: torch.Tensor, targets: torch.Tensor, k: int = 16) -> 
     return wrong[p_true.argsort()[:k]]
 
 
-def mistakes_figure(images: torch.Tensor, targets, preds, p_true=None, classes=None, ncols: int = 8):
-    """A matplotlib figure of the images, each titled 'true -> predicted (p(true))'."""
+def mistakes_figure(images: torch.Tensor, targets, preds, p_true=None, classes=None, ncols: int = 8,
+                    tile: int = 64):
+    """A matplotlib figure of the images in a grid, each labelled 'true→predicted (p(true))'.
+
+    One axes and one image (the tiles put together by ``make_grid``) with a text per tile:
+    a figure of many small axes takes seconds to lay out, this one a fraction of that."""
     from matplotlib.figure import Figure
+    from torchvision.utils import make_grid
 
     images = to_display(images)
     n = len(images)
     ncols = max(1, min(ncols, n))
     nrows = max(1, int(np.ceil(n / ncols)))
-    fig = Figure(figsize=(1.4 * ncols, 1.75 * nrows + 0.3))
-    axes = fig.subplots(nrows, ncols, squeeze=False)
+    if n:
+        tiles = F.interpolate(images, size=(tile, tile), mode="nearest")
+        if tiles.shape[1] == 1:
+            tiles = tiles.expand(-1, 3, -1, -1)
+        grid = make_grid(tiles, nrow=ncols, padding=2, pad_value=1.0).permute(1, 2, 0).numpy()
+    else:
+        grid = np.ones((tile, tile, 3))
+    fig = Figure(figsize=(1.1 * ncols, 1.1 * nrows + 0.35))
+    ax = fig.add_axes((0, 0, 1, 1 - 0.35 / (1.1 * nrows + 0.35)))
+    ax.imshow(grid, interpolation="nearest")
+    ax.axis("off")
     name = (lambda i: str(classes[i])) if classes is not None else str
-    for ax in axes.flat:
-        ax.axis("off")
     for i in range(n):
-        ax = axes.flat[i]
-        img = images[i].permute(1, 2, 0).numpy()
-        ax.imshow(img[..., 0] if img.shape[-1] == 1 else img, cmap="gray", vmin=0, vmax=1)
-        t, p = int(targets[i]), int(preds[i])
-        title = f"{name(t)}→{name(p)}"
+        r, c = divmod(i, ncols)
+        label = f"{name(int(targets[i]))}→{name(int(preds[i]))}"
         if p_true is not None:
-            title += f" ({float(p_true[i]):.2f})"
-        ax.set_title(title, fontsize=8, color="tab:red")
-    fig.suptitle("worst mistakes: true→predicted (p(true))", fontsize=9)
-    fig.tight_layout()
+            label += f" ({float(p_true[i]):.2f})"
+        ax.text(c * (tile + 2) + 4, r * (tile + 2) + 4, label, fontsize=7, color="tab:red", va="top", ha="left",
+                bbox=dict(facecolor="white", alpha=0.7, pad=1, linewidth=0))
+    fig.suptitle("worst mistakes: true→predicted (p(true))" if n else "no mistakes", fontsize=9)
     return fig
 
 
@@ -286,7 +295,7 @@ def confusion_figure(cm: torch.Tensor | np.ndarray, classes=None, normalize: boo
     ax.set_ylabel("true")
     acc = np.trace(cm) / max(cm.sum(), 1)
     ax.set_title(f"confusion matrix (accuracy {acc:.3f})", fontsize=9)
-    fig.tight_layout()
+    fig.subplots_adjust(left=0.9 / side + 0.05, bottom=0.9 / side + 0.05, right=0.97, top=0.93)
     return fig
 
 
@@ -338,9 +347,51 @@ def write_small_mnist(root: str | Path, n_test: int = 297) -> Path:
 
 
 def mnist_root_or_small() -> tuple[str, bool]:
-    """``(root, small)``: ``$DATA_DIR`` when it holds MNIST (``small=False``); otherwise a
-    temporary folder with :func:`write_small_mnist`'s digits (``small=True``). For notebooks."""
+    """``(root, small)`` for notebooks: ``$DATA_DIR`` when it holds MNIST (``small=False``);
+    otherwise, or when ``NOTEBOOK_SMALL=1`` (as the test suite sets), a temporary folder
+    with :func:`write_small_mnist`'s digits (``small=True``)."""
     root = os.environ.get("DATA_DIR")
-    if root and (Path(root) / "MNIST" / "raw" / "train-images-idx3-ubyte").exists():
+    forced = os.environ.get("NOTEBOOK_SMALL", "0") == "1"
+    if root and not forced and (Path(root) / "MNIST" / "raw" / "train-images-idx3-ubyte").exists():
         return root, False
     return str(write_small_mnist(tempfile.mkdtemp(prefix="small_mnist_"))), True
+
+
+# ----------------------------------------------------------------------------- runs
+def find_runs(root: str | Path) -> list[Path]:
+    """Every run folder under ``root`` (train.py's layout: ``<run>/tensorboard/events.*``)."""
+    root = Path(root)
+    return sorted({p.parent.parent for p in root.rglob("tensorboard/events.out.tfevents.*")})
+
+
+def read_run(run: str | Path) -> dict:
+    """What a train.py run folder says about itself, read from its TensorBoard events and
+    checkpoint: ``model`` (the registry name), ``params`` (trainable), ``test_acc``,
+    ``val_acc_best``, ``train_time_s`` (wall time from the start of the run, when train.py
+    logs its hyperparameters, to the last validation), ``val_acc`` (a list of
+    ``(step, value)``) and ``run`` (the folder)."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    run = Path(run)
+    acc = EventAccumulator(str(run / "tensorboard"), size_guidance={"scalars": 0})
+    acc.Reload()
+    tags = set(acc.Tags()["scalars"])
+    scalars = {t: acc.Scalars(t) for t in tags}
+    last = lambda t: float(scalars[t][-1].value) if t in scalars else float("nan")  # noqa: E731
+    starts = [ev[0].wall_time for ev in scalars.values() if ev]
+    start = scalars["hp/val_acc_best"][0].wall_time if "hp/val_acc_best" in scalars else min(starts, default=0.0)
+    end = scalars["val/acc"][-1].wall_time if "val/acc" in scalars else max(starts, default=start)
+    info = {"run": run, "model": run.name, "params": None, "test_acc": last("test/acc"),
+            "val_acc_best": last("val/acc_best"), "train_time_s": end - start,
+            "val_acc": [(e.step, float(e.value)) for e in scalars.get("val/acc", [])]}
+    ckpts = sorted((run / "checkpoints").glob("*.ckpt")) if (run / "checkpoints").is_dir() else []
+    if ckpts:
+        ckpt = torch.load(ckpts[-1], map_location="cpu", weights_only=False)
+        hp = ckpt.get("hyper_parameters", {})
+        info["model"] = hp.get("model", info["model"])
+        from .registry import get_model
+
+        net = get_model(hp["model"], in_channels=hp.get("in_channels", 1), num_classes=hp.get("num_classes", 10),
+                        input_size=hp.get("input_size", 28), **dict(hp.get("model_kwargs") or {}))
+        info["params"] = sum(p.numel() for p in net.parameters() if p.requires_grad)
+    return info
