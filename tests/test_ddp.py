@@ -120,6 +120,30 @@ def test_ddp_child_of_a_sweep_job_runs_that_job_alone_in_its_folder(monkeypatch)
     assert cwd == "/cwd"
 
 
+@pytest.mark.parametrize("env,name", [
+    ({}, r"\d{4}-\d\d-\d\d_\d\d-\d\d-\d\d"),  # one process (or Lightning's launcher): the start time
+    ({"SLURM_JOB_ID": "77", "SLURM_STEP_ID": "0", "SLURM_NTASKS": "8"}, r"slurm-77\.0"),  # srun: the step
+    ({"TORCHELASTIC_RUN_ID": "abc"}, r"torchrun-abc"),  # torchrun: the rendezvous id
+])
+def test_ranks_started_by_srun_or_torchrun_share_one_run_folder(env, name, monkeypatch, tmp_path):
+    """Every rank that srun or torchrun starts runs train.py (and Hydra) itself; the run folder's
+    name must not depend on when each one started."""
+    import re
+
+    from hydra import compose, initialize_config_dir
+
+    from tests.conftest import CONFIGS
+
+    for k in ("SLURM_JOB_ID", "SLURM_STEP_ID", "SLURM_NTASKS", "TORCHELASTIC_RUN_ID"):
+        monkeypatch.delenv(k, raising=False)
+    for k, v in env.items():
+        monkeypatch.setenv(k, v)
+    monkeypatch.setenv("LOG_DIR", str(tmp_path))
+    with initialize_config_dir(version_base="1.3", config_dir=str(CONFIGS)):
+        cfg = compose("train", return_hydra_config=True)
+    assert re.fullmatch(re.escape(str(tmp_path)) + r"/train/runs/" + name, cfg.hydra.run.dir), cfg.hydra.run.dir
+
+
 # --- 2 CPU processes ------------------------------------------------------------------
 
 
