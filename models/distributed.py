@@ -42,6 +42,23 @@ class DDPStrategy(_LightningDDPStrategy):
         super().__init__(*args, **kwargs)
         install_hydra_child_command()  # also when an entry point other than train.py uses it
 
+    def setup_distributed(self) -> None:
+        super().setup_distributed()
+        # seed_everything seeded every rank alike; give each rank its own random stream (batch
+        # augmentation, dropout), or ranks would draw the same random shifts for their different
+        # images. The data order does not come from these generators (EpochShuffleSampler seeds
+        # itself from PL_GLOBAL_SEED and the epoch), and the weights start from rank 0's (DDP).
+        seed = os.environ.get("PL_GLOBAL_SEED")
+        if seed is not None and self.global_rank > 0:
+            import random
+
+            import numpy as np
+
+            s = (int(seed) + 1_000_003 * self.global_rank) % 2**32
+            random.seed(s)
+            np.random.seed(s)
+            torch.manual_seed(s)
+
     def setup(self, trainer) -> None:
         if self._layer_sync is not None and self.root_device.type == "cpu":
             # torch's SyncBatchNorm runs on GPUs only; on CPU processes DDP broadcasts rank 0's

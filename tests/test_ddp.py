@@ -31,13 +31,17 @@ class RecordShards(L.Callback):
         self.out = Path(out)
         self.seen: dict[int, list[str]] = {}
 
+    def on_train_start(self, trainer, pl_module):
+        self.draws = torch.rand(4)  # what augmentation would draw next on this rank
+
     def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
         x, y = batch
         self.seen.setdefault(trainer.current_epoch, []).extend(fingerprints(x, y))
 
     def on_train_end(self, trainer, pl_module):
         state = {k: v.detach().cpu().clone() for k, v in pl_module.state_dict().items()}
-        torch.save({"seen": self.seen, "state": state, "world_size": trainer.world_size, "pid": os.getpid()},
+        torch.save({"seen": self.seen, "state": state, "world_size": trainer.world_size, "pid": os.getpid(),
+                    "draws": self.draws},
                    self.out / f"rank{trainer.global_rank}.pt")
 
 
@@ -192,7 +196,9 @@ def test_ddp_ranks_train_on_disjoint_halves_of_each_epoch(ddp_run, mnist_root):
 
 def test_ddp_ranks_end_with_identical_weights(ddp_run):
     _, (run,), _, _ = ddp_run
-    s0, s1 = (torch.load(run / f"rank{r}.pt", weights_only=False)["state"] for r in (0, 1))
+    r0, r1 = (torch.load(run / f"rank{r}.pt", weights_only=False) for r in (0, 1))
+    assert not torch.equal(r0["draws"], r1["draws"])  # each rank its own random stream (augmentation)
+    s0, s1 = r0["state"], r1["state"]
     assert s0.keys() == s1.keys()
     for k in s0:
         assert torch.equal(s0[k], s1[k]), k
