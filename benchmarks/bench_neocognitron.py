@@ -13,6 +13,7 @@ protocol, exactly as the Lightning Classifier drives it (one pass per learning p
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 import time
@@ -76,15 +77,25 @@ def bench_supervised(xtr, ytr, xte, yte, epochs: int, bs: int, lr: float, seed: 
 
 def bench_fukushima(xtr, ytr, xte, yte, bs: int, log, **kw):
     net = models.get_model("neocognitron_fukushima", **kw)
-    t0 = time.perf_counter()
+    t0, spent = time.perf_counter(), 0.0
     while not net.done_learning:
         phase = net.phase_name
         for i in range(0, len(xtr), bs):
             net.learn(unit(xtr[i:i + bs]), ytr[i:i + bs])
         stats = net.learning_epoch_end()
-        log(f"  fukushima phase {phase}: {stats} ({time.perf_counter() - t0:.0f} s)")
-    train_s = time.perf_counter() - t0
-    return accuracy(net, xte, yte, unit, bs=500), train_s, net
+        spent += time.perf_counter() - t0
+        log(f"  fukushima phase {phase}: { {k: round(v, 4) for k, v in stats.items()} } "
+            f"(training time so far {spent:.0f} s)")
+        if phase.startswith("US4"):  # test accuracy after each top pass (not counted as training)
+            acc = accuracy(net, xte, yte, unit, bs=500)
+            k = net.intvec_k
+            net.intvec_k = 1
+            acc1 = accuracy(net, xte, yte, unit, bs=500)
+            net.intvec_k = k
+            log(f"  test accuracy after {phase}: {100 * acc:.2f}% (interpolating vectors, k={k}), "
+                f"{100 * acc1:.2f}% (plain winner-take-all)")
+        t0 = time.perf_counter()
+    return acc, spent, net
 
 
 def main(argv=None):
@@ -97,7 +108,11 @@ def main(argv=None):
     p.add_argument("--train-limit", type=int, default=None, help="use the first N training images")
     p.add_argument("--test-limit", type=int, default=None)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--threads", type=int, default=None, help="torch threads (1 is faster on a busy machine)")
+    p.add_argument("--fukushima-kwargs", default="{}", help="JSON overrides of the Fukushima builder's kwargs")
     args = p.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
     log = lambda s: print(s, flush=True)  # noqa: E731
     xtr, ytr, xte, yte = load_mnist(args.root)
     if args.train_limit:
@@ -112,7 +127,7 @@ def main(argv=None):
         n_par = sum(p.numel() for p in net.parameters())
         rows.append(("neocognitron (backprop)", acc, t, f"{n_par} params, {args.epochs} epochs"))
     if args.only in (None, "fukushima"):
-        acc, t, net = bench_fukushima(xtr, ytr, xte, yte, 250, log)
+        acc, t, net = bench_fukushima(xtr, ytr, xte, yte, 250, log, **json.loads(args.fukushima_kwargs))
         rows.append(("neocognitron_fukushima (self-organised)", acc, t, net.describe()))
     log(f"load average at the end {os.getloadavg()[0]:.2f}")
     log(f"{'model':42s} {'test acc':>9s} {'train s':>8s}  notes")

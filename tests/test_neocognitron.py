@@ -285,3 +285,23 @@ def test_edge_kernels_are_oriented():
     assert k[0, 0, :, 3:].sum() > 0 and k[0, 0, :, :2].sum() == 0 and k[0, 1, :, :2].sum() > 0
     # opposite orientations swap the on and off planes
     assert torch.allclose(k[2, 0], k[0, 1])
+
+
+@pytest.mark.parametrize("overrides", [
+    ["model=neocognitron"], ["model=neocognitron_fukushima"], ["experiment=neocognitron_mnist"],
+    ["experiment=neocognitron_fukushima_mnist"], ["experiment=neocognitron_cifar10"],
+])
+def test_configs_build_the_networks(overrides):
+    from pathlib import Path
+
+    from hydra import compose, initialize_config_dir
+    from hydra.utils import instantiate
+
+    cfg_dir = str(Path(__file__).resolve().parents[1] / "configs")
+    with initialize_config_dir(version_base="1.3", config_dir=cfg_dir):
+        cfg = compose("train", overrides=overrides)
+    module = instantiate(cfg.model)
+    size, cin = cfg.data.image_size, cfg.data.in_channels
+    assert module.net(torch.rand(2, cin, size, size)).shape == (2, cfg.data.num_classes)
+    backprop = cfg.model.model == "neocognitron"
+    assert module.automatic_optimization is backprop
