@@ -166,7 +166,16 @@ class EpochShuffleSampler(Sampler[list[int]]):
 class ResumableLoader(DataLoader):
     """A DataLoader whose position in the epoch is saved in checkpoints: Lightning stores
     ``state_dict()`` (its sampler's epoch and batches done) and calls ``load_state_dict`` on
-    resume, so a run resumed from a mid-epoch checkpoint sees exactly the batches that remain."""
+    resume, so a run resumed from a mid-epoch checkpoint sees exactly the batches that remain.
+
+    It has its own ``generator``: a plain DataLoader draws a number from the global random
+    generator each time an epoch's iterator is created (a base seed for workers, drawn even with
+    none), which shifts every later dropout mask and augmentation by one draw between a run and
+    the same run resumed from a checkpoint."""
+
+    def __init__(self, *args, **kwargs):
+        kwargs.setdefault("generator", torch.Generator().manual_seed(0))
+        super().__init__(*args, **kwargs)
 
     def state_dict(self) -> dict:
         return self.sampler.state_dict() if hasattr(self.sampler, "state_dict") else {}

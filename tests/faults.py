@@ -51,3 +51,20 @@ class SlowDown(L.Callback):
         import time
 
         time.sleep(self.seconds)
+
+
+class KeepEpochEndCheckpoint(L.Callback):
+    """Copy ``last.ckpt`` as written at the end of epoch ``epoch`` to ``epoch_end_<epoch>.ckpt``
+    beside it (at the start of the next epoch: the checkpoint callbacks run after this one),
+    for resume tests."""
+
+    def __init__(self, epoch: int = 0):
+        self.epoch = epoch
+
+    def on_train_epoch_start(self, trainer, pl_module) -> None:
+        import shutil
+        from pathlib import Path
+
+        if trainer.current_epoch == self.epoch + 1 and trainer.checkpoint_callback is not None:
+            last = Path(trainer.checkpoint_callback.dirpath) / "last.ckpt"
+            shutil.copyfile(last, last.with_name(f"epoch_end_{self.epoch}.ckpt"))

@@ -118,9 +118,10 @@ def killed_run(mnist_root, tmp_path_factory) -> Path:
 def full_run(mnist_root, tmp_path_factory) -> tuple[dict, dict]:
     """The same run, uninterrupted: its final metrics and weights."""
     run = tmp_path_factory.mktemp("full")
+    keep = ["+callbacks.keep._target_=tests.faults.KeepEpochEndCheckpoint"]  # epoch_end_0.ckpt, for a test below
     with one_thread_block():
-        metrics = comparable(train_script.train(compose_train(overrides(mnist_root, *KILL), run)))
-    return metrics, weights(run / "checkpoints" / "last.ckpt")
+        metrics = comparable(train_script.train(compose_train(overrides(mnist_root, *KILL, *keep), run)))
+    return metrics, weights(run / "checkpoints" / "last.ckpt"), run / "checkpoints" / "epoch_end_0.ckpt"
 
 
 def resume(mnist_root, ckpt: Path, run: Path) -> tuple[dict, dict]:
@@ -140,9 +141,19 @@ def test_sigkill_mid_epoch_then_resume_ends_like_an_uninterrupted_run(killed_run
     assert not list(killed_run.parent.rglob("*.partial"))
 
     m_resumed, w_resumed = resume(mnist_root, killed_run, tmp_path)
-    m_full, w_full = full_run
+    m_full, w_full, _ = full_run
     assert same_weights(w_resumed, w_full)
     for key in ("val/acc", "val/loss", "val/acc_best", "test/acc", "test/loss", "train/loss_epoch", "train/acc"):
+        assert m_resumed[key] == m_full[key], (key, m_resumed[key], m_full[key])
+
+
+def test_resume_from_an_epoch_end_checkpoint_is_exact_too(full_run, mnist_root, tmp_path):
+    m_full, w_full, epoch_end = full_run
+    ckpt = torch.load(epoch_end, map_location="cpu", weights_only=False)
+    assert ckpt["global_step"] == 10 and ckpt["epoch"] == 0
+    m_resumed, w_resumed = resume(mnist_root, epoch_end, tmp_path)
+    assert same_weights(w_resumed, w_full)
+    for key in ("val/acc", "val/loss", "val/acc_best", "test/acc", "train/loss_epoch"):
         assert m_resumed[key] == m_full[key], (key, m_resumed[key], m_full[key])
 
 
