@@ -50,6 +50,7 @@ def test_tensorboard_run_holds_every_figure_tag(tb_run):
     assert {f"feature_maps/{n}" for n in ("input", "S1", "C1", "S2", "C2")} <= images, images
     assert {"val/confusion_matrix", "val/worst_mistakes"} <= images, images
     assert tags["graph"], "no model graph in the event files"
+    assert acc.PluginTagToContent("hparams"), "no HPARAMS record"
     scalars = set(tags["scalars"])
     assert {"hp/val_acc_best", "hp/test_acc", "val/acc"} <= scalars
     assert "weight_norm/stages.0.0.0.weight" in scalars and "grad_norm/decision.2.weight" in scalars, scalars
@@ -154,6 +155,9 @@ def test_feature_maps_are_the_s_and_c_layer_outputs():
 
 def test_lenet_filters_show_its_connection_table():
     net = models.get_model("lenet5")
+    maps = viz.feature_maps(net, torch.zeros(1, 1, 28, 28))
+    assert {k: v.shape[1:] for k, v in maps.items()} == {"C1": (6, 28, 28), "S2": (6, 14, 14), "C3": (16, 10, 10),
+                                                         "S4": (16, 5, 5), "C5": (120, 1, 1)}
     filters = viz.conv_filters(net)
     assert list(filters) == ["C1", "C3", "C5"] and filters["C3"].shape == (16, 6, 5, 5)
     c3 = filters["C3"]
@@ -203,3 +207,14 @@ def test_small_mnist_matches_the_test_fixture(tmp_path):
     root = viz.write_small_mnist(tmp_path)
     xs, ys = models.data.MNISTDataModule(root=str(root), download=False).load_split(train=False)
     assert xs.shape == (297, 1, 28, 28) and torch.equal(ys, torch.as_tensor(y[:297], dtype=torch.long))
+
+
+def test_read_run_reports_what_the_run_logged(tb_run):
+    run, metrics = tb_run
+    assert viz.find_runs(run.parent) == [run]
+    info = viz.read_run(run)
+    assert info["model"] == "neocognitron"
+    assert abs(info["test_acc"] - metrics["test/acc"]) < 1e-6 and abs(info["val_acc_best"] - metrics["val/acc_best"]) < 1e-6
+    module = Classifier.load_from_checkpoint(run / "checkpoints" / "last.ckpt", map_location="cpu")
+    assert info["params"] == sum(p.numel() for p in module.net.parameters() if p.requires_grad)
+    assert len(info["val_acc"]) == 2 and info["train_time_s"] > 0
