@@ -309,11 +309,17 @@ class TensorDataModule(L.LightningDataModule):
         return transform_batch(x, list(self.mean), list(self.std), self.hparams.normalize, self.hparams.resize)
 
     def sample_batch(self, n: int, split: str = "train", device=None) -> tuple[torch.Tensor, torch.Tensor]:
-        """``n`` random normalised images of ``split`` (e.g. for a Hessian estimate)."""
+        """``n`` random normalised images of ``split`` (e.g. for SDLM's Hessian estimate). The draw
+        depends on the run's seed (``PL_GLOBAL_SEED``) and the epoch only, so every DDP rank draws
+        the same images (SDLM's step sizes stay equal on all ranks) and a resumed run the same as
+        an uninterrupted one."""
         if not self.data:
             self.setup()
         x, y = self.data[split]
-        idx = torch.randperm(len(y))[:n]
+        epoch = self.trainer.current_epoch if self.trainer is not None else 0
+        seed = int(os.environ.get("PL_GLOBAL_SEED", 0))
+        g = torch.Generator().manual_seed((seed * 1_000_003 + 7_919 * epoch + n + 1) % 2**62)
+        idx = torch.randperm(len(y), generator=g)[:n]
         if device is None and self.trainer is not None:
             device = self.trainer.strategy.root_device
         return self.transform(x[idx].to(device)), y[idx].to(device)

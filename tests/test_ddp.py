@@ -280,3 +280,29 @@ def test_ddp_inside_a_hydra_multirun_keeps_one_folder_per_job(mnist_root, tmp_pa
         assert (d / "train_ddp_process_1.log").is_file() and (d / "metrics.json").is_file()
         assert (d / "checkpoints" / "last.ckpt").is_file() and (d / "tensorboard").is_dir()
         assert [p.parent for p in d.rglob(".hydra")] == [d]  # no run folder nested in the job's
+
+
+def test_sample_batch_depends_on_seed_and_epoch_only(mnist_root, monkeypatch):
+    """SDLM re-estimates its Hessian on ``sample_batch`` each epoch: every DDP rank (each with its
+    own random stream) must draw the same images, or the ranks' step sizes differ."""
+    monkeypatch.setenv("PL_GLOBAL_SEED", "5")
+    dm = MNISTDataModule(root=str(mnist_root), val_size=200, download=False)
+    torch.manual_seed(1)
+    a = dm.sample_batch(32)
+    torch.manual_seed(2)
+    b = dm.sample_batch(32)
+    assert torch.equal(a[0], b[0]) and torch.equal(a[1], b[1])
+    monkeypatch.setenv("PL_GLOBAL_SEED", "6")
+    assert not torch.equal(dm.sample_batch(32)[0], a[0])
+
+
+@pytest.mark.slow
+def test_lenet5_with_sdlm_keeps_identical_weights_on_every_rank(mnist_root, tmp_path):
+    """LeNet-5 as published (SDLM: per-parameter step sizes from a Hessian estimate) under DDP."""
+    run_train(DDP + ["experiment=lenet5_paper", f"data.root={mnist_root}", "data.train_subset=128",
+                     "data.val_size=64", "trainer.max_epochs=2", "test=false", "callbacks.sdlm_hessian.num_samples=32"],
+              tmp_path)
+    (run,) = [p.parent for p in tmp_path.glob("*/runs/*/rank0.pt")]
+    s0, s1 = (torch.load(run / f"rank{r}.pt", weights_only=False)["state"] for r in (0, 1))
+    for k in s0:
+        assert torch.equal(s0[k], s1[k]), k
