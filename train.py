@@ -18,6 +18,7 @@ import models  # noqa: F401  (registers the models and the ${coalesce:} resolver
 import lightning as L
 import torch
 from hydra.utils import instantiate
+from lightning.pytorch.callbacks import LearningRateMonitor
 from lightning.pytorch.loggers import TensorBoardLogger
 from omegaconf import DictConfig, OmegaConf
 
@@ -36,6 +37,8 @@ def train(cfg: DictConfig) -> dict[str, float]:
     model = instantiate(cfg.model)
     callbacks = instantiate_group(cfg.get("callbacks"))
     loggers = instantiate_group(cfg.get("logger"))
+    if not loggers:  # nothing to monitor the learning rate into (Lightning refuses the callback)
+        callbacks = [c for c in callbacks if not isinstance(c, LearningRateMonitor)]
     trainer: L.Trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False)
     for lg in loggers:  # each run's hyperparameters with its final metrics (TensorBoard's HPARAMS tab)
         if isinstance(lg, TensorBoardLogger):

@@ -99,6 +99,11 @@ class Classifier(L.LightningModule):
                 stats = self.net.learn(*gather_batch(self, batch)) or {}
             for k, v in stats.items():
                 self.log(f"train/{k}", float(v), on_step=True, on_epoch=False)
+            # A learning step without an optimizer still counts as a training step, so that
+            # step-based logging, max_steps and checkpoints (which skip an unchanged global_step) work.
+            progress = self.trainer.fit_loop.epoch_loop.manual_optimization.optim_step_progress
+            progress.increment_ready()
+            progress.increment_completed()
             return None
         loss, scores, y = self._shared_step(batch)
         if not torch.isfinite(loss):

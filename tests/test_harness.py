@@ -30,7 +30,8 @@ DATA_CONFIGS = sorted(p.stem for p in (CONFIGS / "data").glob("*.yaml") if p.ste
 @pytest.mark.parametrize("data", DATA_CONFIGS)
 @pytest.mark.parametrize("model", MODEL_CONFIGS)
 def test_every_model_and_data_config_composes_and_instantiates(model, data, tmp_path):
-    cfg = compose_train([f"model={model}", f"data={data}", "data.root=/nonexistent"], tmp_path)
+    needs = {"lenet1989": ["data.resize=16"]}  # the 1989 network takes 16x16 inputs (and says so otherwise)
+    cfg = compose_train([f"model={model}", f"data={data}", "data.root=/nonexistent"] + needs.get(model, []), tmp_path)
     module = instantiate(cfg.model)
     x = torch.randn(2, cfg.data.in_channels, cfg.data.image_size, cfg.data.image_size)
     assert module(x).shape == (2, cfg.data.num_classes)
@@ -39,8 +40,10 @@ def test_every_model_and_data_config_composes_and_instantiates(model, data, tmp_
 
 @pytest.mark.parametrize("name", models.list_models())
 def test_fast_dev_run_every_registered_model(name, mnist_root):
-    dm = models.data.MNISTDataModule(root=str(mnist_root), batch_size=32, val_size=64, download=False)
-    module = Classifier(model=name)
+    size = 16 if name == "lenet1989" else 28
+    dm = models.data.MNISTDataModule(root=str(mnist_root), batch_size=32, val_size=64, download=False,
+                                     resize=None if size == 28 else size)
+    module = Classifier(model=name, input_size=size)
     trainer = L.Trainer(fast_dev_run=True, accelerator="cpu", logger=False, enable_progress_bar=False,
                         enable_model_summary=False)
     trainer.fit(module, datamodule=dm)
@@ -197,7 +200,7 @@ def test_missing_dataset_offline_says_where_to_put_it(tmp_path):
     dm = models.data.MNISTDataModule(root=str(tmp_path), download=False)
     with pytest.raises(DataError, match=r"MNIST not found in .*\n.*Put the four uncompressed IDX files here:\n.*train-images-idx3-ubyte"):
         dm.setup()
-    with pytest.raises(DataError, match="CIFAR-10 not found .*data_batch_1.*CIFAR10/train/<class>"):
+    with pytest.raises(DataError, match="(?s)CIFAR-10 not found .*data_batch_1.*CIFAR10/train/<class>"):
         models.data.CIFAR10DataModule(root=str(tmp_path), download=False).setup()
 
 
@@ -244,6 +247,11 @@ def test_predict_rejects_missing_files_directories_and_non_images(tmp_path, trai
     text.write_text("hello")
     with pytest.raises(ImageError, match="is not an image"):
         predict_script.predict(ckpt, [str(text)])
+
+
+def test_lenet1989_on_28x28_data_says_to_resample(tmp_path):
+    with pytest.raises(ConfigError, match="16x16 inputs.*data.resize=16"):
+        instantiate(compose_train(["model=lenet1989"], tmp_path).model)
 
 
 def test_command_line_prints_the_message_without_traceback(tmp_path):
