@@ -177,7 +177,9 @@ class Classifier(L.LightningModule):
         sched_cfg = dict(self.hparams.scheduler)
         if "total_steps" in sched_cfg and sched_cfg["total_steps"] is None:  # e.g. OneCycleLR
             total = self.trainer.estimated_stepping_batches
-            sched_cfg["total_steps"] = int(total) if math.isfinite(total) else None
+            # OneCycleLR needs a warm-up phase of at least 2 steps (pct_start * total_steps >= 2)
+            shortest = math.ceil(2 / sched_cfg.get("pct_start", 0.3)) + 1
+            sched_cfg["total_steps"] = max(int(total), shortest) if math.isfinite(total) else None
         scheduler = _build("model.scheduler", sched_cfg, optimizer=optimizer)
         return {
             "optimizer": optimizer,

@@ -250,8 +250,9 @@ def test_predict_rejects_missing_files_directories_and_non_images(tmp_path, trai
 
 
 def test_lenet1989_on_28x28_data_says_to_resample(tmp_path):
+    cfg = compose_train(["model=lenet1989"], tmp_path).model
     with pytest.raises(ConfigError, match="16x16 inputs.*data.resize=16"):
-        instantiate(compose_train(["model=lenet1989"], tmp_path).model)
+        Classifier(model=cfg.model, model_kwargs=cfg.model_kwargs, input_size=cfg.input_size)
 
 
 def test_command_line_prints_the_message_without_traceback(tmp_path):
@@ -262,3 +263,15 @@ def test_command_line_prints_the_message_without_traceback(tmp_path):
     assert result.returncode == 2
     assert "error: convnet mlp layer 0: width must be a positive integer, got 0" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_one_cycle_schedule_survives_a_run_of_two_steps(mnist_root):
+    dm = models.data.MNISTDataModule(root=str(mnist_root), batch_size=512, val_size=64, download=False,
+                                     train_subset=1000)
+    module = Classifier(model="convnet", scheduler={"_target_": "torch.optim.lr_scheduler.OneCycleLR", "_partial_": True,
+                                                    "max_lr": 1e-3, "total_steps": None, "pct_start": 0.25},
+                        scheduler_interval="step")
+    trainer = L.Trainer(max_epochs=1, logger=False, enable_progress_bar=False, enable_checkpointing=False,
+                        enable_model_summary=False, limit_val_batches=0)
+    trainer.fit(module, datamodule=dm)
+    assert trainer.global_step == 2

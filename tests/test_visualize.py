@@ -32,7 +32,7 @@ def _events(run):
 def tb_run(mnist_root, tmp_path_factory):
     """Two epochs of the supervised Neocognitron with every TensorBoard callback on (norms
     included); filters every 2nd epoch, the rest every epoch."""
-    run = tmp_path_factory.mktemp("tbrun")
+    run = tmp_path_factory.mktemp("tbrun") / "run"  # alone in its parent folder (find_runs test)
     cfg = compose_train(FAST + [f"data.root={mnist_root}", "data.download=false", "data.train_subset=256",
                                 "trainer.max_epochs=2", "model=neocognitron",
                                 "model.model_kwargs.stages.0.planes=6", "model.model_kwargs.stages.1.planes=8",
