@@ -43,8 +43,8 @@ Structure (K. Fukushima, "Neocognitron for handwritten digit recognition", Neuro
 Learning is driven by the harness' non-backprop protocol: ``learns_by_backprop = False``;
 ``learn(x, y)`` is called on each training batch, and ``learning_epoch_end()`` moves on to the
 next phase: epoch 0 trains US2, epoch 1 US3, epochs 2.. the top layer. All weights are
-buffers; nothing here uses autograd. Everything is batched (convolutions, unfold, argmax per
-column); the only Python loops are over layers, classes and the Add-if-Silent candidates of
+buffers; nothing here uses autograd. Everything is batched (convolutions, gathers of seed
+inputs, argmax per column); the only Python loops are over layers, classes and the Add-if-Silent candidates of
 a batch (at most one per pattern).
 
 The input is rescaled per image to [0, 1] (min-max) first, so any normalisation of the data
