@@ -82,11 +82,19 @@ def _isolate(tmp_path, monkeypatch):
     monkeypatch.setenv("NEOLENET_CACHE_DIR", str(tmp_path / "cache"))
 
 
+def with_model(args: list[str], model: str = "convnet") -> list[str]:
+    """``args`` with ``model=<model>`` first unless they choose a model or experiment: the tests
+    were written against the small convnet, whatever train.py's default model is."""
+    chosen = any(a.lstrip("+~").startswith(("model=", "experiment=")) for a in args)
+    return list(args) if chosen else [f"model={model}", *args]
+
+
 def compose_train(overrides: list[str], run_dir: Path):
     """The composed train.py config, as Hydra would build it, with the run folder set."""
     from hydra.core.hydra_config import HydraConfig
     from omegaconf import open_dict
 
+    overrides = with_model(overrides)
     with initialize_config_dir(version_base="1.3", config_dir=str(CONFIGS)):
         cfg = compose("train", overrides=overrides, return_hydra_config=True)
     HydraConfig.instance().set_config(cfg)

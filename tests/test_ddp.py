@@ -20,7 +20,7 @@ from hydra.utils import instantiate
 
 from models.classifier import Classifier
 from models.data import EpochShuffleSampler, MNISTDataModule
-from tests.conftest import ROOT, compose_train
+from tests.conftest import ROOT, compose_train, with_model
 
 
 class RecordShards(L.Callback):
@@ -54,7 +54,7 @@ def fingerprints(x: torch.Tensor, y: torch.Tensor) -> list[str]:
 def run_train(args: list[str], log_dir: Path, timeout: int = 300) -> subprocess.CompletedProcess:
     env = {**os.environ, "LOG_DIR": str(log_dir), "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
     env.pop("LOCAL_RANK", None)
-    result = subprocess.run([sys.executable, str(ROOT / "train.py"), *args], cwd=ROOT, env=env,
+    result = subprocess.run([sys.executable, str(ROOT / "train.py"), *with_model(args)], cwd=ROOT, env=env,
                             capture_output=True, text=True, timeout=timeout)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-5000:]
     return result

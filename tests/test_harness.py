@@ -257,7 +257,7 @@ def test_lenet1989_on_28x28_data_says_to_resample(tmp_path):
 
 def test_command_line_prints_the_message_without_traceback(tmp_path):
     result = subprocess.run(
-        [sys.executable, "train.py", "model.model_kwargs.mlp=[0]", f"hydra.run.dir={tmp_path}"],
+        [sys.executable, "train.py", "model=convnet", "model.model_kwargs.mlp=[0]", f"hydra.run.dir={tmp_path}"],
         cwd=ROOT, capture_output=True, text=True, timeout=120,
     )
     assert result.returncode == 2

@@ -24,7 +24,7 @@ import train as train_script
 from models.callbacks import AtomicCheckpointIO, atomic_torch_save
 from models.classifier import Classifier, check_resume_checkpoint, read_checkpoint
 from models.errors import CheckpointError, ConfigError, DataError, DivergenceError, UserError
-from tests.conftest import FAST, ROOT, compose_train, write_idx
+from tests.conftest import FAST, ROOT, compose_train, with_model, write_idx
 
 # A small convnet (one conv block, a 16-unit hidden layer with the config's dropout, so the
 # random number generators matter) on 640 training images: 10 steps per epoch of 64.
@@ -53,7 +53,7 @@ def env_one_thread() -> dict:
 
 
 def run_train_cli(args: list[str], timeout: int = 300, **env) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "train.py", *args], cwd=ROOT, capture_output=True, text=True,
+    return subprocess.run([sys.executable, "train.py", *with_model(args)], cwd=ROOT, capture_output=True, text=True,
                           timeout=timeout, env={**env_one_thread(), **env})
 
 
@@ -181,7 +181,7 @@ def test_external_sigkill_at_an_unknown_moment_then_resume_is_exact(mnist_root, 
     common = overrides(mnist_root, *KILL, "callbacks.step_checkpoint.every_n_train_steps=2",
                        "+callbacks.slow._target_=tests.faults.SlowDown", "+callbacks.slow.seconds=0.3")
     killed = tmp_path / "killed"
-    proc = subprocess.Popen([sys.executable, "train.py", *common, f"hydra.run.dir={killed}"], cwd=ROOT,
+    proc = subprocess.Popen([sys.executable, "train.py", *with_model(common), f"hydra.run.dir={killed}"], cwd=ROOT,
                             env=env_one_thread(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     last = killed / "checkpoints" / "last.ckpt"
     deadline = time.time() + 240
