@@ -35,7 +35,7 @@ def tensorboard_hparams(run_dir: Path) -> dict:
 
 def test_multirun_runs_each_job_in_its_own_folder_and_writes_a_summary(mnist_root, tmp_path):
     sweep = tmp_path / "sweep"
-    args = ["-m", "model=convnet", "seed=1,2", f"data.root={mnist_root}", "data.download=false", "data.train_subset=128",
+    args = ["-m", "seed=1,2", "model=convnet", f"data.root={mnist_root}", "data.download=false", "data.train_subset=128",
             "data.val_size=100", "data.batch_size=16", "trainer.max_epochs=1", "callbacks.progress_bar.refresh_rate=0",
             "trainer.enable_model_summary=false", f"hydra.sweep.dir={sweep}"]
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT), "LOG_DIR": str(tmp_path / "logs")}
