@@ -79,21 +79,21 @@ def lightning_rate(cfg, dm, steps: int, warmup: int) -> float:
     return timer.n / (timer.t1 - timer.t0)
 
 
-def hand_rate(cfg, dm, steps: int, warmup: int) -> float:
-    """Images/s of a minimal PyTorch loop over the same uint8 tensors."""
+def plain_loop_rate(cfg, batches, steps: int, warmup: int, transform=None) -> float:
+    """Images/s of a minimal PyTorch training loop over ``batches`` (an iterable of (x, y)),
+    timed after ``warmup`` steps; ``transform`` (if given) is applied to each x first."""
     module = fresh_module(cfg)
     net, loss_fn = module.net, module.loss
     opt = make_optimizer(cfg, net)
-    x_all, y_all = dm.data["train"]
-    bs = dm.hparams.batch_size
-    perm = torch.randperm(len(y_all))
     net.train()
     t0, n = None, 0
-    for step in range(steps + warmup):
+    for step, (x, y) in enumerate(batches):
         if step == warmup:
             t0 = time.perf_counter()
-        idx = perm[step * bs:(step + 1) * bs]
-        x, y = dm.transform(x_all[idx]), y_all[idx]
+        if step == steps + warmup:
+            break
+        if transform is not None:
+            x = transform(x)
         loss = loss_fn(net(x), y)
         opt.zero_grad(set_to_none=True)
         loss.backward()
@@ -103,54 +103,29 @@ def hand_rate(cfg, dm, steps: int, warmup: int) -> float:
     return n / (time.perf_counter() - t0)
 
 
+def hand_rate(cfg, dm, steps: int, warmup: int) -> float:
+    """The hand-written loop: slices of one random permutation of the same uint8 tensors."""
+    x_all, y_all = dm.data["train"]
+    bs = dm.hparams.batch_size
+    perm = torch.randperm(len(y_all))
+    batches = ((x_all[idx], y_all[idx]) for idx in perm.split(bs))
+    return plain_loop_rate(cfg, batches, steps, warmup, dm.transform)
+
+
 def torchvision_rate(cfg, dm, steps: int, warmup: int, workers: int) -> float:
-    """Images/s of the usual pipeline: datasets.MNIST + ToTensor + Normalize in a DataLoader."""
+    """The usual pipeline: datasets.MNIST + ToTensor + Normalize in a DataLoader."""
     import torchvision
     from torchvision import transforms as T
 
     ds = torchvision.datasets.MNIST(str(dm.root), train=True, download=False,
                                     transform=T.Compose([T.ToTensor(), T.Normalize(dm.mean, dm.std)]))
-    loader = torch.utils.data.DataLoader(ds, batch_size=dm.hparams.batch_size, shuffle=True, num_workers=workers,
-                                         persistent_workers=False)
-    module = fresh_module(cfg)
-    net, loss_fn = module.net, module.loss
-    opt = make_optimizer(cfg, net)
-    net.train()
-    t0, n = None, 0
-    for step, (x, y) in enumerate(loader):
-        if step == warmup:
-            t0 = time.perf_counter()
-        if step == steps + warmup:
-            break
-        loss = loss_fn(net(x), y)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        if step >= warmup:
-            n += len(y)
-    return n / (time.perf_counter() - t0)
+    loader = torch.utils.data.DataLoader(ds, batch_size=dm.hparams.batch_size, shuffle=True, num_workers=workers)
+    return plain_loop_rate(cfg, loader, steps, warmup)
 
 
 def tensor_pipeline_rate(cfg, dm, steps: int, warmup: int) -> float:
-    """Images/s of the same plain loop fed by our data module's loader and batch transform."""
-    module = fresh_module(cfg)
-    net, loss_fn = module.net, module.loss
-    opt = make_optimizer(cfg, net)
-    net.train()
-    t0, n = None, 0
-    for step, (x, y) in enumerate(dm.train_dataloader()):
-        if step == warmup:
-            t0 = time.perf_counter()
-        if step == steps + warmup:
-            break
-        x = dm.transform(x)
-        loss = loss_fn(net(x), y)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        if step >= warmup:
-            n += len(y)
-    return n / (time.perf_counter() - t0)
+    """The same plain loop fed by our data module's loader and batch transform."""
+    return plain_loop_rate(cfg, dm.train_dataloader(), steps, warmup, dm.transform)
 
 
 def main() -> None:
