@@ -14,7 +14,7 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig
 
 import models  # noqa: F401  (registers the models and the ${coalesce:} resolver)
-from models.classifier import Classifier, checkpoint_data_state, read_checkpoint
+from models.classifier import Classifier, checkpoint_data_state
 from models.cli import friendly_errors
 from models.errors import CheckpointError, ConfigError
 
@@ -43,8 +43,7 @@ def build_datamodule(cfg: DictConfig, model: Classifier, ckpt: dict):
 def evaluate(cfg: DictConfig) -> dict[str, float]:
     L.seed_everything(cfg.seed, workers=True)
     torch.set_float32_matmul_precision(cfg.matmul_precision)
-    ckpt = read_checkpoint(cfg.ckpt_path)
-    model = Classifier.load_from_checkpoint(cfg.ckpt_path, map_location="cpu")
+    model, ckpt = Classifier.load_with_checkpoint(cfg.ckpt_path)
     datamodule = build_datamodule(cfg, model, ckpt)
     trainer: L.Trainer = instantiate(cfg.trainer)
     trainer.test(model, datamodule=datamodule)

@@ -16,7 +16,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from models.classifier import Classifier, checkpoint_data_state, read_checkpoint
+from models.classifier import Classifier, checkpoint_data_state
 from models.cli import friendly_errors
 from models.data import transform_batch
 from models.errors import ImageError
@@ -50,8 +50,7 @@ def load_image(path: Path, channels: int, size: int, invert: bool = False) -> tu
 
 
 def predict(ckpt_path: str, images: list[str], topk: int = 3, invert: bool = False) -> list[list[tuple[str, float]]]:
-    ckpt = read_checkpoint(ckpt_path)
-    model = Classifier.load_from_checkpoint(ckpt_path, map_location="cpu").eval()
+    model, ckpt = Classifier.load_with_checkpoint(ckpt_path)
     hp = model.hparams
     state = checkpoint_data_state(ckpt) or {}
     classes = state.get("classes") or [str(i) for i in range(hp.num_classes)]

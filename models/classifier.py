@@ -197,10 +197,25 @@ class Classifier(L.LightningModule):
                 checkpoint_path, map_location=map_location, hparams_file=hparams_file, strict=strict, **kwargs
             )
         except RuntimeError as e:
-            raise CheckpointError(
-                f"{checkpoint_path}: its weights do not fit the model it names ({hp.get('model')!r}): "
-                f"{str(e).splitlines()[0]}"
-            ) from None
+            raise _misfit(checkpoint_path, hp, e) from None
+
+    @classmethod
+    def load_with_checkpoint(cls, path) -> tuple["Classifier", dict]:
+        """The model of a checkpoint (on the CPU, in eval mode) and the checkpoint dict itself,
+        reading the file once (eval.py and predict.py also need its data module's state)."""
+        ckpt = read_checkpoint(path)
+        model = cls(**ckpt["hyper_parameters"])
+        try:
+            model.load_state_dict(ckpt["state_dict"])
+        except RuntimeError as e:
+            raise _misfit(path, ckpt["hyper_parameters"], e) from None
+        return model.eval(), ckpt
+
+
+def _misfit(path, hp: dict, e: RuntimeError) -> CheckpointError:
+    return CheckpointError(
+        f"{path}: its weights do not fit the model it names ({hp.get('model')!r}): {str(e).splitlines()[0]}"
+    )
 
 
 def _build(key: str, cfg: dict, *args, **kwargs):
