@@ -9,6 +9,10 @@
 
 from __future__ import annotations
 
+import time
+
+PROCESS_START = time.monotonic()  # start-up is timed from here (imports, config, data, model)
+
 import json
 import logging
 from pathlib import Path
@@ -18,7 +22,7 @@ import models  # noqa: F401  (registers the models and the ${coalesce:} resolver
 import lightning as L
 import torch
 from hydra.utils import instantiate
-from lightning.pytorch.callbacks import LearningRateMonitor
+from lightning.pytorch.callbacks import LearningRateMonitor, Timer
 from lightning.pytorch.loggers import TensorBoardLogger
 from omegaconf import DictConfig, OmegaConf
 
@@ -39,7 +43,9 @@ def train(cfg: DictConfig) -> dict[str, float]:
     loggers = instantiate_group(cfg.get("logger"))
     if not loggers:  # nothing to monitor the learning rate into (Lightning refuses the callback)
         callbacks = [c for c in callbacks if not isinstance(c, LearningRateMonitor)]
-    trainer: L.Trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False)
+    # Lightning's Timer times each stage; it also enforces trainer.max_time (so that one is handed to it).
+    timer = Timer(duration=cfg.trainer.get("max_time"), interval="step", verbose=False)
+    trainer: L.Trainer = instantiate(cfg.trainer, callbacks=[*callbacks, timer], logger=loggers or False, max_time=None)
     for lg in loggers:  # each run's hyperparameters with its final metrics (TensorBoard's HPARAMS tab)
         if isinstance(lg, TensorBoardLogger):
             lg.log_hyperparams(OmegaConf.to_container(cfg, resolve=True), {"hp/val_acc_best": 0.0, "hp/test_acc": 0.0})
@@ -48,11 +54,13 @@ def train(cfg: DictConfig) -> dict[str, float]:
         check_resume_checkpoint(cfg.ckpt_path, model)
     trainer.fit(model, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
     metrics = {k: float(v) for k, v in trainer.callback_metrics.items()}
+    metrics.update(_stage_times(timer, "train"))  # now: testing reloads a checkpoint, and with it the Timer's offset
     if cfg.get("test"):
         ckpt = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
         trainer.test(model, datamodule=datamodule, ckpt_path=ckpt or None)
         metrics.update({k: float(v) for k, v in trainer.callback_metrics.items()})
         metrics["test/ckpt_path"] = ckpt
+        metrics.update(_stage_times(timer, "test"))
     final = {"hp/val_acc_best": metrics.get("val/acc_best", 0.0), "hp/test_acc": metrics.get("test/acc", 0.0)}
     for lg in loggers:
         lg.log_metrics(final, step=trainer.global_step)
@@ -64,6 +72,18 @@ def train(cfg: DictConfig) -> dict[str, float]:
     return metrics
 
 
+def _stage_times(timer: Timer, stage: str) -> dict[str, float]:
+    """Seconds of start-up (process start to the start of the fit loop: imports, config, data,
+    model) and of training (the fit loop, its validation passes included; with the time of the
+    interrupted run when resumed), or of testing."""
+    if timer.start_time(stage) is None:
+        return {}
+    times = {f"time/{stage}_s": timer.time_elapsed(stage)}
+    if stage == "train":
+        times["time/startup_s"] = timer.start_time("train") - PROCESS_START
+    return times
+
+
 @hydra.main(version_base="1.3", config_path="configs", config_name="train")
 def main(cfg: DictConfig) -> float | None:
     with friendly_errors(), ddp_scope():  # ddp_scope: DDP child processes reuse this run's folder
@@ -72,6 +92,9 @@ def main(cfg: DictConfig) -> float | None:
     if "test/acc" in metrics:
         print(f"test/acc: {metrics['test/acc']:.4f}  (test/loss {metrics.get('test/loss', float('nan')):.4f}, "
               f"checkpoint {metrics.get('test/ckpt_path') or 'last weights'})")
+    if "time/train_s" in metrics:
+        print(f"time: start-up {metrics['time/startup_s']:.1f} s (imports, config, data), training "
+              f"{metrics['time/train_s']:.1f} s (validation included), test {metrics.get('time/test_s', 0.0):.1f} s")
     print(f"logs and checkpoints: {out.resolve()}   (tensorboard --logdir {out.parent.resolve()})")
     value = metrics.get(cfg.get("optimized_metric") or "")
     return float(value) if value is not None else None

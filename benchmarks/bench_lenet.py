@@ -77,9 +77,11 @@ def error_rate(model, x, y, bs=2000) -> float:
     return 100.0 * wrong / len(x)
 
 
-def run(name: str, seed: int, epochs: int, data, log=print, batch_size: int | None = None) -> dict:
+def run(name: str, seed: int, epochs: int, data, log=print, batch_size: int | None = None,
+        step_scale: float | None = None) -> dict:
     recipe = RECIPES[name]
     bs = batch_size or recipe["batch_size"]
+    step_scale = step_scale or recipe.get("step_scale")
     xtr_u8, ytr, xte_u8, yte = data
     xtr = prepare(xtr_u8, recipe["normalize"], recipe["resize"])
     xte = prepare(xte_u8, recipe["normalize"], recipe["resize"])
@@ -87,7 +89,7 @@ def run(name: str, seed: int, epochs: int, data, log=print, batch_size: int | No
     model = get_model(name, **recipe["kwargs"])
     loss_fn = getattr(model, "loss", F.cross_entropy)
     if recipe["optimizer"] == "sdlm":
-        opt = SDLM(model.parameters(), step_scale=recipe["step_scale"])
+        opt = SDLM(model.parameters(), step_scale=step_scale)
         sched = PiecewiseConstantLR(opt)
     else:
         opt = torch.optim.AdamW(model.parameters(), lr=1e-3, weight_decay=1e-4)
@@ -114,7 +116,7 @@ def run(name: str, seed: int, epochs: int, data, log=print, batch_size: int | No
         log(f"{name} seed={seed} epoch={epoch + 1}/{epochs} train_loss={total / n:.4f} "
             f"test_err={error_rate(model, xte, yte):.2f}% elapsed={time.perf_counter() - t0:.0f}s")
     train_s = time.perf_counter() - t0
-    return dict(model=name, seed=seed, epochs=epochs, batch_size=bs, optimizer=recipe["optimizer"],
+    return dict(model=name, seed=seed, epochs=epochs, batch_size=bs, optimizer=recipe["optimizer"], step_scale=step_scale,
                 params=sum(p.numel() for p in model.parameters()),
                 train_err=error_rate(model, xtr, ytr), test_err=error_rate(model, xte, yte), train_s=train_s,
                 threads=torch.get_num_threads())
@@ -124,18 +126,18 @@ def summarize(path: str) -> str:
     rows = [json.loads(line) for line in Path(path).read_text().splitlines() if line.strip()]
     by = {}
     for r in rows:
-        by.setdefault((r["model"], r["epochs"], r["optimizer"], r["batch_size"]), []).append(r)
+        by.setdefault((r["model"], r["epochs"], r["optimizer"], r["batch_size"], r.get("step_scale")), []).append(r)
     out = ["| model | params | paper test error | measured test error (mean ± std, seeds) | train error | "
-           "epochs | optimiser (batch) | train time / run (CPU threads) |",
+           "epochs | optimiser (batch, step scale) | train time / run (CPU threads) |",
            "|---|---|---|---|---|---|---|---|"]
-    for (m, ep, optn, bs), rs in sorted(by.items()):
+    for (m, ep, optn, bs, scale), rs in sorted(by.items(), key=lambda kv: str(kv[0])):
         errs = [r["test_err"] for r in rs]
         sd = statistics.stdev(errs) if len(errs) > 1 else 0.0
         paper = PAPER_ERROR.get(m)
         out.append(
             f"| {m} | {rs[0]['params']:,} | {'—' if paper is None else f'{paper:.2f}%'} | "
             f"{statistics.mean(errs):.2f}% ± {sd:.2f} (n={len(errs)}: {', '.join(f'{e:.2f}' for e in errs)}) | "
-            f"{statistics.mean(r['train_err'] for r in rs):.2f}% | {ep} | {optn} ({bs}) | "
+            f"{statistics.mean(r['train_err'] for r in rs):.2f}% | {ep} | {optn} ({bs}{f', x{scale:g}' if scale else ''}) | "
             f"{statistics.mean(r['train_s'] for r in rs) / 60:.1f} min ({rs[0]['threads']}) |"
         )
     return "\n".join(out)
@@ -147,6 +149,7 @@ def main() -> None:
     ap.add_argument("--seeds", nargs="+", type=int, default=[0])
     ap.add_argument("--epochs", type=int, default=PAPER_EPOCHS)
     ap.add_argument("--batch-size", type=int, default=None, help="override the recipe's batch size")
+    ap.add_argument("--step-scale", type=float, default=None, help="override the recipe's SDLM step_scale")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--root", default=os.environ.get("DATA_DIR", "/work/shared/data"))
     ap.add_argument("--out", default=None, help="append one JSON line per run to this file")
@@ -159,7 +162,8 @@ def main() -> None:
     data = load_mnist(args.root)
     for name in args.models:
         for seed in args.seeds:
-            r = run(name, seed, args.epochs, data, log=lambda s: print(s, flush=True), batch_size=args.batch_size)
+            r = run(name, seed, args.epochs, data, log=lambda s: print(s, flush=True), batch_size=args.batch_size,
+                    step_scale=args.step_scale)
             print(json.dumps(r), flush=True)
             if args.out:
                 Path(args.out).parent.mkdir(parents=True, exist_ok=True)

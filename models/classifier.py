@@ -112,9 +112,12 @@ class Classifier(L.LightningModule):
                 f"(epoch {self.current_epoch}, batch {batch_idx}); training stopped and the last good checkpoint "
                 f"is kept. Lower model.optimizer.lr or check the data."
             )
-        self.train_loss(loss.detach())
-        self.train_acc(scores.detach(), y)
-        self.log("train/loss", self.train_loss, on_step=True, on_epoch=True, prog_bar=True)
+        # update(), not forward(): a metric's forward also computes (and syncs) the batch value, a
+        # cost per step that shows on small models; the step loss is logged as it is.
+        self.train_loss.update(loss.detach())
+        self.train_acc.update(scores.detach(), y)
+        self.log("train/loss_step", loss.detach(), on_step=True, on_epoch=False, prog_bar=True)
+        self.log("train/loss_epoch", self.train_loss, on_step=False, on_epoch=True)
         self.log("train/acc", self.train_acc, on_step=False, on_epoch=True, prog_bar=True)
         return loss
 

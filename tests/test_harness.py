@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import lightning as L
@@ -70,13 +71,20 @@ def trained_run(mnist_root, tmp_path_factory):
     cfg = compose_train(FAST + [f"data.root={mnist_root}", "trainer.max_epochs=3", "data.download=false",
                                 "data.train_subset=640", "+callbacks.stop._target_=tests.conftest.StopAfterEpochs",
                                 "+callbacks.stop.epochs=2"], run)
+    t0 = time.monotonic()
     metrics = train_script.train(cfg)
+    metrics["wall_s"] = time.monotonic() - t0
     return run, cfg, metrics
 
 
 def test_run_folder_holds_checkpoints_and_tensorboard_events(trained_run):
     run, _, metrics = trained_run
     assert {"val/acc_best", "test/acc", "train/loss_epoch", "val/loss"} <= set(metrics)
+    # stage times (Lightning's Timer): each within the call, and training not counted twice
+    # (testing reloads a checkpoint holding the Timer's elapsed time)
+    assert 0 < metrics["time/train_s"] and 0 < metrics["time/test_s"]
+    assert metrics["time/train_s"] + metrics["time/test_s"] < metrics["wall_s"]
+    assert metrics["time/startup_s"] > 0
     assert (run / "checkpoints" / "last.ckpt").is_file()
     events = list((run / "tensorboard").glob("events.out.tfevents.*"))
     assert events
@@ -188,6 +196,19 @@ def test_batched_augmentation_shifts_and_flips():
 def test_unknown_model_lists_the_registered_ones():
     with pytest.raises(ConfigError, match="unknown model 'lenet9'; registered models are: .*convnet"):
         models.get_model("lenet9")
+
+
+def test_pool_first_blocks_pool_before_normalising_and_equal_the_usual_order_without_bn():
+    usual = {"channels": 6, "kernel": 3, "padding": "same", "pool": "max"}
+    a = models.get_model("convnet", blocks=[usual, usual], mlp=[])
+    b = models.get_model("convnet", blocks=[dict(usual, pool_first=True)] * 2, mlp=[])
+    b.load_state_dict(a.state_dict())
+    x = torch.randn(4, 1, 28, 28)
+    torch.testing.assert_close(b(x), a(x))  # max-pooling commutes with ReLU
+    bn = models.get_model("convnet", blocks=[dict(usual, batch_norm=True, pool_first=True)], mlp=[])
+    assert [type(m).__name__ for m in bn.features] == ["Conv2d", "MaxPool2d", "BatchNorm2d", "ReLU"]
+    with pytest.raises(ConfigError, match="convnet block 0: pool_first needs a pool"):
+        models.get_model("convnet", blocks=[{"channels": 4, "pool_first": True}])
 
 
 def test_feature_maps_that_shrink_to_nothing_fail_at_construction():
