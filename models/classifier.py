@@ -70,6 +70,8 @@ class Classifier(L.LightningModule):
         self.train_acc, self.val_acc, self.test_acc = (MulticlassAccuracy(**acc) for _ in range(3))
         self.val_acc_best = MaxMetric()
         self.val_acc_best.persistent(True)  # in checkpoints, so a resumed run keeps the best so far
+        self.train_loss.persistent(True)  # and an epoch resumed midway its running training metrics
+        self.train_acc.persistent(True)
 
     # -- the model -------------------------------------------------------------------
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -112,16 +114,24 @@ class Classifier(L.LightningModule):
                 f"(epoch {self.current_epoch}, batch {batch_idx}); training stopped and the last good checkpoint "
                 f"is kept. Lower model.optimizer.lr or check the data."
             )
-        # update(), not forward(): a metric's forward also computes (and syncs) the batch value, a
-        # cost per step that shows on small models; the step loss is logged as it is.
+        # Per step only the metrics' update(); self.log only on the steps whose values Lightning
+        # writes (every trainer.log_every_n_steps): each self.log call costs ~0.6 ms on this CPU,
+        # a sixth of a LeNet-5 step (benchmarks/bench_harness.py). Epoch values: on_train_epoch_end.
         self.train_loss.update(loss.detach())
         self.train_acc.update(scores.detach(), y)
-        self.log("train/loss_step", loss.detach(), on_step=True, on_epoch=False, prog_bar=True)
-        self.log("train/loss_epoch", self.train_loss, on_step=False, on_epoch=True)
-        self.log("train/acc", self.train_acc, on_step=False, on_epoch=True, prog_bar=True)
+        if (self.global_step + 1) % self.trainer.log_every_n_steps == 0:
+            self.log("train/loss_step", loss.detach(), on_step=True, on_epoch=False, prog_bar=True)
         return loss
 
+    def on_train_epoch_start(self) -> None:
+        if self.trainer.fit_loop.epoch_loop.batch_progress.current.ready == 0:  # not a mid-epoch resume
+            self.train_loss.reset()
+            self.train_acc.reset()
+
     def on_train_epoch_end(self) -> None:
+        if self.automatic_optimization and self.train_loss.update_count:  # compute() syncs DDP ranks
+            self.log("train/loss_epoch", self.train_loss.compute())
+            self.log("train/acc", self.train_acc.compute(), prog_bar=True)
         if not self.automatic_optimization:
             for k, v in (self.net.learning_epoch_end() or {}).items():
                 self.log(f"train/{k}", float(v), sync_dist=True)  # the same on every rank
