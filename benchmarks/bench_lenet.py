@@ -78,7 +78,7 @@ def error_rate(model, x, y, bs=2000) -> float:
 
 
 def run(name: str, seed: int, epochs: int, data, log=print, batch_size: int | None = None,
-        step_scale: float | None = None) -> dict:
+        step_scale: float | None = None, model_kwargs: dict | None = None) -> dict:
     recipe = RECIPES[name]
     bs = batch_size or recipe["batch_size"]
     step_scale = step_scale or recipe.get("step_scale")
@@ -86,7 +86,8 @@ def run(name: str, seed: int, epochs: int, data, log=print, batch_size: int | No
     xtr = prepare(xtr_u8, recipe["normalize"], recipe["resize"])
     xte = prepare(xte_u8, recipe["normalize"], recipe["resize"])
     torch.manual_seed(seed)
-    model = get_model(name, **recipe["kwargs"])
+    kwargs = {**recipe["kwargs"], **(model_kwargs or {})}
+    model = get_model(name, **kwargs)
     loss_fn = getattr(model, "loss", F.cross_entropy)
     if recipe["optimizer"] == "sdlm":
         opt = SDLM(model.parameters(), step_scale=step_scale)
@@ -116,7 +117,7 @@ def run(name: str, seed: int, epochs: int, data, log=print, batch_size: int | No
         log(f"{name} seed={seed} epoch={epoch + 1}/{epochs} train_loss={total / n:.4f} "
             f"test_err={error_rate(model, xte, yte):.2f}% elapsed={time.perf_counter() - t0:.0f}s")
     train_s = time.perf_counter() - t0
-    return dict(model=name, seed=seed, epochs=epochs, batch_size=bs, optimizer=recipe["optimizer"], step_scale=step_scale,
+    return dict(model=name, seed=seed, epochs=epochs, model_kwargs=model_kwargs or {}, batch_size=bs, optimizer=recipe["optimizer"], step_scale=step_scale,
                 params=sum(p.numel() for p in model.parameters()),
                 train_err=error_rate(model, xtr, ytr), test_err=error_rate(model, xte, yte), train_s=train_s,
                 threads=torch.get_num_threads())
@@ -150,6 +151,8 @@ def main() -> None:
     ap.add_argument("--epochs", type=int, default=PAPER_EPOCHS)
     ap.add_argument("--batch-size", type=int, default=None, help="override the recipe's batch size")
     ap.add_argument("--step-scale", type=float, default=None, help="override the recipe's SDLM step_scale")
+    ap.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE",
+                    help="model keyword arguments, e.g. --set init=lecun (values parsed as JSON when they can be)")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--root", default=os.environ.get("DATA_DIR", "/work/shared/data"))
     ap.add_argument("--out", default=None, help="append one JSON line per run to this file")
@@ -159,11 +162,18 @@ def main() -> None:
         print(summarize(args.summarize))
         return
     torch.set_num_threads(args.threads)
+    model_kwargs = {}
+    for item in args.set:
+        key, _, value = item.partition("=")
+        try:
+            model_kwargs[key] = json.loads(value)
+        except json.JSONDecodeError:
+            model_kwargs[key] = value
     data = load_mnist(args.root)
     for name in args.models:
         for seed in args.seeds:
             r = run(name, seed, args.epochs, data, log=lambda s: print(s, flush=True), batch_size=args.batch_size,
-                    step_scale=args.step_scale)
+                    step_scale=args.step_scale, model_kwargs=model_kwargs)
             print(json.dumps(r), flush=True)
             if args.out:
                 Path(args.out).parent.mkdir(parents=True, exist_ok=True)
