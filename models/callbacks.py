@@ -116,6 +116,18 @@ class AtomicCheckpointIO(TorchCheckpointIO):
 # --- divergence ---------------------------------------------------------------------------------
 
 
+def host_sync_due(trainer, every: int) -> bool:
+    """Whether a check that reads a value back from the device (a host synchronisation) runs at
+    this step: every ``every`` steps on the CPU, where reading is free, and at most once per
+    logging interval (``trainer.log_every_n_steps``) on an accelerator, so that a GPU step never
+    waits for the host except to log. ``every`` 0: never."""
+    if every <= 0:
+        return False
+    if trainer.strategy.root_device.type != "cpu":
+        every = max(every, trainer.log_every_n_steps)
+    return trainer.global_step % every == 0
+
+
 def first_non_finite(module: torch.nn.Module) -> str | None:
     """The name of the first parameter or floating-point buffer (e.g. BatchNorm's running
     statistics) of ``module`` holding a NaN or an infinity, or None when all are finite.
@@ -161,7 +173,8 @@ class DivergenceGuard(L.Callback):
 
     The loss is checked on every training batch (``monitor``, default ``train/loss``, as the
     LightningModule returns it); the weights every ``check_weights_every_n_steps`` optimizer
-    steps (0: only before validation) and before every validation, so a finite loss with an
+    steps (0: only before validation) and before every validation (on a GPU both at most once
+    per logging interval, see :func:`host_sync_due`), so a finite loss with an
     infinite gradient (which turns the weights into NaN) is reported as such. It runs before the
     checkpoint callbacks (Lightning calls those last); between weight checks,
     :class:`SafeModelCheckpoint` refuses to save NaN weights, and the NaN loss of the next step
@@ -183,9 +196,9 @@ class DivergenceGuard(L.Callback):
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
         loss = outputs.get("loss") if isinstance(outputs, dict) else outputs
-        if torch.is_tensor(loss) and not bool(torch.isfinite(loss.detach()).all()):
+        if torch.is_tensor(loss) and host_sync_due(trainer, 1) and not bool(torch.isfinite(loss.detach()).all()):
             self._stop(trainer, f"{self.monitor} is {loss.detach().float().item()}")
-        if self.every and trainer.global_step % self.every == 0:
+        if host_sync_due(trainer, self.every):
             bad = first_non_finite(pl_module)
             if bad is not None:
                 self._stop(trainer, f"weight {bad!r} became NaN or infinite ({self.monitor} was "

@@ -26,6 +26,7 @@ from omegaconf import DictConfig, OmegaConf
 from torchmetrics import MaxMetric, MeanMetric
 from torchmetrics.classification import MulticlassAccuracy
 
+from .callbacks import host_sync_due
 from .errors import CheckpointError, ConfigError, DivergenceError
 from .registry import get_model
 
@@ -108,7 +109,8 @@ class Classifier(L.LightningModule):
             progress.increment_completed()
             return None
         loss, scores, y = self._shared_step(batch)
-        if not torch.isfinite(loss):
+        # before backward, so a NaN never reaches the weights; on a GPU only at the logging interval
+        if (self._trainer is None or host_sync_due(self.trainer, 1)) and not torch.isfinite(loss):
             raise DivergenceError(
                 f"training diverged: train/loss is {loss.item()} at global step {self.global_step} "
                 f"(epoch {self.current_epoch}, batch {batch_idx}); training stopped and the last good checkpoint "

@@ -546,3 +546,24 @@ def test_every_user_error_is_a_userror():
     for cls in (ConfigError, DataError, CheckpointError, DivergenceError):
         assert issubclass(cls, UserError)
     assert issubclass(DivergenceError, FloatingPointError)
+
+
+def test_finite_checks_read_the_device_every_step_on_cpu_but_only_at_the_logging_interval_on_a_gpu():
+    from types import SimpleNamespace
+
+    from models.callbacks import host_sync_due
+
+    def due(device: str, every: int) -> list[int]:
+        trainer = SimpleNamespace(strategy=SimpleNamespace(root_device=torch.device(device)), log_every_n_steps=50)
+        steps = []
+        for step in range(1, 201):
+            trainer.global_step = step
+            if host_sync_due(trainer, every):
+                steps.append(step)
+        return steps
+
+    assert due("cpu", 1) == list(range(1, 201))
+    assert due("cpu", 10) == list(range(10, 201, 10))
+    assert due("cuda", 1) == due("cuda", 10) == [50, 100, 150, 200]  # no GPU needed to build the device
+    assert due("cuda", 80) == [80, 160]
+    assert due("cpu", 0) == due("cuda", 0) == []
