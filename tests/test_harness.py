@@ -148,6 +148,31 @@ def test_predict_prints_top_classes_and_converts_images(trained_run, mnist_root,
 # --- pipelines --------------------------------------------------------------------------
 
 
+def test_on_an_accelerator_each_split_is_copied_to_its_memory_once(mnist_root):
+    """``torch.device("meta")`` stands in for a GPU: the loaders gather batches from the split
+    held on the trainer's device, copied there once; on the CPU (or with on_device=false) the
+    splits stay where they are."""
+    from types import SimpleNamespace
+
+    def loaded(device: str, **kw):
+        dm = models.data.MNISTDataModule(root=str(mnist_root), download=False, val_size=100, batch_size=32, **kw)
+        dm.setup()
+        dm.trainer = SimpleNamespace(strategy=SimpleNamespace(root_device=torch.device(device)), world_size=1,
+                                     current_epoch=0)
+        return dm
+
+    dm = loaded("meta")
+    x, y = next(iter(dm.train_dataloader()))
+    assert (x.device.type, y.device.type, x.shape, x.dtype) == ("meta", "meta", (32, 1, 28, 28), torch.uint8)
+    held = dm.data["train"][0]
+    assert held.device.type == "meta" and dm.data["test"][0].device.type == "cpu"  # only what was asked for
+    next(iter(dm.train_dataloader()))
+    assert dm.data["train"][0] is held  # not copied again
+    assert dm.sample_batch(16)[0].device.type == "meta"
+    for dm in (loaded("cpu"), loaded("meta", on_device=False)):
+        assert next(iter(dm.train_dataloader()))[0].device.type == "cpu"
+
+
 def test_tensor_pipeline_equals_torchvision_transforms(mnist_root):
     import torchvision
     from torchvision import transforms as T
