@@ -201,6 +201,8 @@ def test_ddp_ranks_end_with_identical_weights(ddp_run):
     s0, s1 = r0["state"], r1["state"]
     assert s0.keys() == s1.keys()
     for k in s0:
+        if k.split(".")[0] in ("train_loss", "train_acc"):
+            continue  # each rank's own running training metrics (summed over the ranks when computed)
         assert torch.equal(s0[k], s1[k]), k
     ckpt = torch.load(run / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)
     for k, v in ckpt["state_dict"].items():
