@@ -148,6 +148,12 @@ def test_predict_prints_top_classes_and_converts_images(trained_run, mnist_root,
 # --- pipelines --------------------------------------------------------------------------
 
 
+def test_an_experiment_preset_names_its_runs_and_the_command_line_still_wins(tmp_path):
+    assert compose_train(["experiment=lenet5_paper"], tmp_path).task_name == "lenet5_paper"
+    assert compose_train(["experiment=lenet5_paper", "task_name=mine"], tmp_path).task_name == "mine"
+    assert compose_train([], tmp_path).task_name == "train"
+
+
 def test_on_an_accelerator_each_split_is_copied_to_its_memory_once(mnist_root):
     """``torch.device("meta")`` stands in for a GPU: the loaders gather batches from the split
     held on the trainer's device, copied there once; on the CPU (or with on_device=false) the
