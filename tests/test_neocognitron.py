@@ -145,7 +145,7 @@ def test_fukushima_is_registered_and_has_no_parameters():
     assert {"neocognitron", "neocognitron_fukushima"} <= set(models.list_models())
     net = get_model("neocognitron_fukushima")
     assert net.learns_by_backprop is False and list(net.parameters()) == []
-    assert net.sizes == [28, 14, 7, 4]
+    assert net.sizes == [28, 28, 14, 7]
     assert net(torch.rand(2, 1, 28, 28)).shape == (2, 10)
 
 
@@ -156,7 +156,7 @@ def test_fukushima_handles_other_inputs_and_validates():
         get_model("neocognitron_fukushima", thetas=[0.5, 0.5, 1.2, 0.5])
     with pytest.raises(ConfigError, match="max_planes"):
         get_model("neocognitron_fukushima", max_planes=[8])
-    with pytest.raises(ConfigError, match="UC3"):  # 4 -> 2 -> 1 -> 0 with 4x4 blurs
+    with pytest.raises(ConfigError, match="UC3"):  # 4 -> 3 -> 1 -> 0 with 4x4 blurs
         get_model("neocognitron_fukushima", input_size=4, c_kernels=[4, 4, 4])
 
 
