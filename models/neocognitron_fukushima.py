@@ -29,8 +29,9 @@ Structure (K. Fukushima, "Neocognitron for handwritten digit recognition", Neuro
   95.9%, and that with a 3x3 UC3 blur 96.3%. The inhibitory surround of the 2003 S->C
   connections (a centre Gaussian minus 0.6 x one twice as wide) was tried and left out: 95.8%
   against 96.3% without it. On these finer maps US3 recognises with theta 0.65 (96.5%; 96.3% at
-  0.55). On all 60k images one top pass gives 96.83% test after 315 s of learning, a second
-  97.15% after 671 s (1 thread, ``benchmarks/bench_neocognitron.py --only fukushima``).
+  0.55). On all 60k images one top pass gives 96.83% test after 315 s of learning with
+  ``intvec_k: 3``, a second 97.15% after 671 s; one pass with ``intvec_k: 4`` 97.24% after 342 s
+  (1 thread, ``benchmarks/bench_neocognitron.py --only fukushima``).
 * **US1**: fixed edge extractors (Fukushima also fixed them in later papers): ``n_orient``
   oriented derivative-of-Gaussian edges over the on/off planes of UG.
 * **US2, US3** learn, unsupervised, by competition: in each S-column (all planes x a 3x3
@@ -469,7 +470,7 @@ def neocognitron_fukushima(
     c_kernels: Sequence[int] = (5, 5, 3), c_strides: Sequence[int] = (1, 2, 2),
     c_gains: Sequence[float] = (4.0, 4.0, 4.0),
     q: float = 1.0, active: float = 0.5, learn_limit: Sequence[Any] = (10000, 10000),
-    top_epochs: int = 1, max_refs: int = 20000, intvec_k: int = 3,
+    top_epochs: int = 1, max_refs: int = 20000, intvec_k: int = 4,
 ) -> nn.Module:
     """Fukushima's self-organised Neocognitron (no backprop); see :mod:`models.neocognitron_fukushima`.
 
