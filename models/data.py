@@ -274,7 +274,7 @@ class TensorDataModule(L.LightningDataModule):
         nothing padded, so the metrics that torchmetrics sums over ranks are exact)."""
         trainer = self.trainer
         device = trainer.strategy.root_device if trainer is not None else None
-        if self.hparams.get("on_device", True) and device is not None and device.type != "cpu":
+        if self.hparams.on_device and device is not None and device.type != "cpu":
             # on an accelerator the whole uint8 split lives in its memory (MNIST's 60,000 images
             # are 47 MB), copied once: batches are then gathered there, with no copy per step
             if self.data[split][0].device != device:
