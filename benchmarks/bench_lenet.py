@@ -117,7 +117,8 @@ def run(name: str, seed: int, epochs: int, data, log=print, batch_size: int | No
         log(f"{name} seed={seed} epoch={epoch + 1}/{epochs} train_loss={total / n:.4f} "
             f"test_err={error_rate(model, xte, yte):.2f}% elapsed={time.perf_counter() - t0:.0f}s")
     train_s = time.perf_counter() - t0
-    return dict(model=name, seed=seed, epochs=epochs, model_kwargs=model_kwargs or {}, batch_size=bs, optimizer=recipe["optimizer"], step_scale=step_scale,
+    return dict(model=name, seed=seed, epochs=epochs, model_kwargs=model_kwargs or {}, batch_size=bs,
+                optimizer=recipe["optimizer"], step_scale=step_scale,
                 params=sum(p.numel() for p in model.parameters()),
                 train_err=error_rate(model, xtr, ytr), test_err=error_rate(model, xte, yte), train_s=train_s,
                 threads=torch.get_num_threads())

@@ -81,14 +81,14 @@ class ConvNet(nn.Module):
             layers.append(nn.Conv2d(c, out, k, s, conv_pad, bias=not bn))
             post = [nn.BatchNorm2d(out)] if bn else []
             post.append(ACTIVATIONS[_choice(where, "activation", block.get("activation", "relu"), ACTIVATIONS)]())
-            pool = block.get("pool")
+            pool, pool_first = block.get("pool"), bool(block.get("pool_first", False))
             if pool not in (None, "none"):
                 p = _positive_int(where, "pool_size", block.get("pool_size", 2))
                 ps = _positive_int(where, "pool_stride", block.get("pool_stride", p))
                 n = check_pool(f"{where} ({pool} pool {p}x{p})", n, p, ps)
-                post.insert(0 if block.get("pool_first", False) else len(post),
+                post.insert(0 if pool_first else len(post),
                             POOLS[_choice(where, "pool", pool, list(POOLS) + ["none"])](p, ps))
-            elif block.get("pool_first", False):
+            elif pool_first:
                 raise ConfigError(f"{where}: pool_first needs a pool (max or avg)")
             layers += post
             drop = _dropout(where, block.get("dropout", 0.0))
