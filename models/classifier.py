@@ -66,9 +66,15 @@ class Classifier(L.LightningModule):
         # compiled lazily and kept out of the module tree, so checkpoints hold the plain weights
         object.__setattr__(self, "_compiled", None)
         self.automatic_optimization = getattr(self.net, "learns_by_backprop", True)
-        self.train_loss, self.val_loss, self.test_loss = MeanMetric(), MeanMetric(), MeanMetric()
+        # The training metrics are updated every step, so their updates must not read the device:
+        # MeanMetric's NaN check and MulticlassAccuracy's argument checks do (`if tensor.any()`),
+        # which would make every GPU step wait for the host. The loss is checked for NaN anyway
+        # (training_step, at the logging interval), and the scores and labels are our own.
+        self.train_loss = MeanMetric(nan_strategy="disable")
+        self.val_loss, self.test_loss = MeanMetric(), MeanMetric()
         acc = dict(num_classes=num_classes, average="micro")
-        self.train_acc, self.val_acc, self.test_acc = (MulticlassAccuracy(**acc) for _ in range(3))
+        self.train_acc = MulticlassAccuracy(**acc, validate_args=False)
+        self.val_acc, self.test_acc = (MulticlassAccuracy(**acc) for _ in range(2))
         self.val_acc_best = MaxMetric()
         self.val_acc_best.persistent(True)  # in checkpoints, so a resumed run keeps the best so far
         self.train_loss.persistent(True)  # and an epoch resumed midway its running training metrics

@@ -567,3 +567,24 @@ def test_finite_checks_read_the_device_every_step_on_cpu_but_only_at_the_logging
     assert due("cuda", 1) == due("cuda", 10) == [50, 100, 150, 200]  # no GPU needed to build the device
     assert due("cuda", 80) == [80, 160]
     assert due("cpu", 0) == due("cuda", 0) == []
+
+
+def test_the_per_step_training_metric_updates_never_read_the_device(monkeypatch):
+    """A read of a tensor's value (``bool``, ``item``, ``tolist``) is a host synchronisation on a
+    GPU; the training metrics are updated on every step, so their updates must make none (the
+    torchmetrics defaults make two: MeanMetric's NaN check and the accuracy's argument checks)."""
+    from models.classifier import Classifier
+
+    module = Classifier(model="convnet")
+    scores, y, loss = torch.randn(8, 10), torch.randint(0, 10, (8,)), torch.tensor(0.5)
+    reads = []
+    for name in ("__bool__", "item", "tolist"):
+        real = getattr(torch.Tensor, name)
+        monkeypatch.setattr(torch.Tensor, name, lambda self, *a, _r=real, _n=name: reads.append(_n) or _r(self, *a))
+    module.train_loss.update(loss)
+    module.train_acc.update(scores, y)
+    assert reads == []
+    module.val_loss.update(loss)  # the check would catch a read: the evaluation metrics make them
+    assert reads
+    monkeypatch.undo()
+    assert module.train_acc.compute() == (scores.argmax(1) == y).float().mean()
