@@ -269,6 +269,7 @@ def test_learning_uses_no_autograd_and_top_rule():
     wrong_label = (pred + 1) % 10
     net.learn(x[:1], wrong_label[:1])
     assert net.refs.shape[0] == n0 + 1 and net.ref_labels[-1] == wrong_label[0]
+    net.margin = 0.0  # the plain rule (the margined one has its own test)
     right = net(x[:1]).argmax(1)  # what the network answers now
     net.learn(x[:1], right)  # answered and correct: nothing new
     assert net.refs.shape[0] == n0 + 1
@@ -277,6 +278,27 @@ def test_learning_uses_no_autograd_and_top_rule():
     fresh.load_state_dict(net.state_dict())
     assert torch.equal(fresh(x[1200:1250]), net(x[1200:1250]))
 
+
+
+@pytest.mark.parametrize("margin, learned", [(0.0, False), (0.05, False), (0.1, True)])
+def test_margined_top_rule_learns_a_pattern_won_by_less_than_the_margin(margin, learned):
+    """Margined winner-take-all (Fukushima 2018): a training pattern that its own class wins, but
+    by less than ``margin`` in similarity, becomes a reference vector as if it had lost."""
+    net = get_model("neocognitron_fukushima", intvec_k=1, thetas_learn=[0.7, 0.7, 0.5], margin=margin)
+    net.top_features = lambda x: x  # feed top-layer feature vectors directly
+    e0, e1 = torch.eye(4)[:2]
+    net.refs, net.ref_labels = torch.stack([e0, e1]), torch.tensor([0, 1])
+    net.phase = 2
+    f = F.normalize(e0 + 0.9 * e1, dim=0)  # class 0 wins by 0.743 - 0.669 = 0.074
+    assert net.class_similarity(f[None]).argmax(1).item() == 0
+    net.learn(f[None], torch.tensor([0]))
+    assert net.refs.shape[0] == 2 + learned
+    if learned:
+        assert torch.equal(net.refs[-1], f) and net.ref_labels[-1] == 0
+    stats = net.learning_epoch_end()
+    assert stats["us4_train_err"] == 0 and stats["us4_margin_frac"] == float(learned)
+    with pytest.raises(ConfigError, match="margin"):
+        get_model("neocognitron_fukushima", margin=-0.1)
 
 def test_edge_kernels_are_oriented():
     k = edge_kernels(4, 5)
