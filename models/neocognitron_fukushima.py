@@ -479,7 +479,7 @@ class FukushimaNeocognitron(nn.Module):
         return (f"planes US1 {self.us1.planes}, US2 {self.us2.planes}, US3 {self.us3.planes}, "
                 f"US4 {self.refs.shape[0]} reference vectors; theta recog "
                 f"{[self.us1.theta, self.us2.theta, self.us3.theta, self.theta_top]}, learn "
-                f"{[self.us2.theta_learn, self.us3.theta_learn, self.theta_top_learn]}")
+                f"{[self.us2.theta_learn, self.us3.theta_learn, self.theta_top_learn]}, margin {self.margin}")
 
 
 @register_model
