@@ -2,6 +2,7 @@
 
     nice -n 5 python benchmarks/bench_neocognitron.py                 # both networks
     nice -n 5 python benchmarks/bench_neocognitron.py --only fukushima --train-limit 10000
+    python benchmarks/bench_neocognitron.py --train-limit 10000 --probe 2 3   # what UC2, UC3 keep
 
 A plain PyTorch loop (no Lightning), so the figures do not depend on the harness: MNIST is read
 once with torchvision's reader into uint8 tensors (``--root``, default ``$DATA_DIR`` or
@@ -98,6 +99,34 @@ def bench_fukushima(xtr, ytr, xte, yte, bs: int, log, **kw):
     return acc, spent, net
 
 
+@torch.no_grad()
+def probe_layers(xtr, ytr, xte, yte, layers, bs: int, log, **kw):
+    """What each layer's output is worth, apart from the top rule: US2 and US3 learn as usual,
+    then every training image's UC1/UC2/UC3 output (flattened, unit length) is stored as a
+    labelled reference vector and the test images are classified by the interpolating-vector
+    rule (k = 1: nearest vector; k = 4: the default)."""
+    net = models.get_model("neocognitron_fukushima", **kw)
+    for _ in range(min(2, max(layers) - 1)):
+        for i in range(0, len(xtr), bs):
+            net.learn(unit(xtr[i:i + bs]), ytr[i:i + bs])
+        net.learning_epoch_end()
+
+    def feats(x, layer):
+        out = [net.layers_upto(unit(x[i:i + 500]), layer).flatten(1) for i in range(0, len(x), 500)]
+        return F.normalize(torch.cat(out), dim=1)
+
+    for layer in layers:
+        net.refs, net.ref_labels = feats(xtr, layer), ytr
+        fte = feats(xte, layer)
+        accs = []
+        for k in (1, 4):
+            net.intvec_k = k
+            pred = torch.cat([net.class_similarity(fte[i:i + 500]).argmax(1) for i in range(0, len(fte), 500)])
+            accs.append(100 * (pred == yte).float().mean().item())
+        log(f"  UC{layer} ({net.refs.shape[1]} values; US2 {net.us2.planes} planes, US3 {net.us3.planes}): "
+            f"all {len(ytr)} training images stored, test {accs[0]:.2f}% (k=1), {accs[1]:.2f}% (k=4)")
+
+
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--root", default=os.environ.get("DATA_DIR", "/work/shared/data"))
@@ -110,6 +139,8 @@ def main(argv=None):
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=None, help="torch threads (1 is faster on a busy machine)")
     p.add_argument("--fukushima-kwargs", default="{}", help="JSON overrides of the Fukushima builder's kwargs")
+    p.add_argument("--probe", type=int, nargs="+", choices=[1, 2, 3], default=None,
+                   help="instead: store every training image's UC<n> output and score the test set (a layer probe)")
     args = p.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -121,6 +152,9 @@ def main(argv=None):
         xte, yte = xte[:args.test_limit], yte[:args.test_limit]
     log(f"MNIST: {len(xtr)} train / {len(xte)} test images; torch {torch.__version__}, "
         f"{torch.get_num_threads()} threads, load average {os.getloadavg()[0]:.2f}")
+    if args.probe:
+        probe_layers(xtr, ytr, xte, yte, args.probe, 250, log, **json.loads(args.fukushima_kwargs))
+        return
     rows = []
     if args.only in (None, "supervised"):
         acc, t, net = bench_supervised(xtr, ytr, xte, yte, args.epochs, args.bs, args.lr, args.seed, log)
