@@ -48,15 +48,19 @@ class Classifier(L.LightningModule):
         scheduler_interval: str = "epoch",
         compile: bool = False,
         channels_last: bool = False,
+        label_smoothing: float = 0.0,
+        tta_flip: bool = False,
     ):
         super().__init__()
         model_kwargs = dict(_plain(model_kwargs) or {})
         optimizer, scheduler = _plain(optimizer), _plain(scheduler)
         if scheduler_interval not in ("epoch", "step"):
             raise ConfigError(f"model.scheduler_interval must be 'epoch' or 'step', got {scheduler_interval!r}")
-        for key, value in (("compile", compile), ("channels_last", channels_last)):
+        for key, value in (("compile", compile), ("channels_last", channels_last), ("tta_flip", tta_flip)):
             if not isinstance(value, bool):
                 raise ConfigError(f"model.{key} must be true or false, got {value!r}")
+        if isinstance(label_smoothing, bool) or not isinstance(label_smoothing, (int, float)) or not 0 <= label_smoothing < 1:
+            raise ConfigError(f"model.label_smoothing must be a number in [0, 1), got {label_smoothing!r}")
         if optimizer:  # fail now, not after the data are loaded
             _build("model.optimizer", optimizer, [torch.zeros(1, requires_grad=True)])
         self.save_hyperparameters()
@@ -88,15 +92,19 @@ class Classifier(L.LightningModule):
             object.__setattr__(self, "_compiled", torch.compile(self.net))
         return self._compiled(x)
 
-    def loss(self, scores: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    def loss(self, scores: torch.Tensor, y: torch.Tensor, smoothing: float = 0.0) -> torch.Tensor:
         own = getattr(self.net, "loss", None)
-        return own(scores, y) if callable(own) else F.cross_entropy(scores, y)
+        return own(scores, y) if callable(own) else F.cross_entropy(scores, y, label_smoothing=smoothing)
 
     def _shared_step(self, batch):
         x, y = batch
         if self.hparams.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
         scores = self(x)
+        if self.training:  # label smoothing (model.label_smoothing) is a training loss only
+            return self.loss(scores, y, self.hparams.get("label_smoothing", 0.0)), scores, y
+        if self.hparams.get("tta_flip", False):  # test-time augmentation: mean with the mirror image
+            scores = (scores + self(x.flip(3))) / 2
         return self.loss(scores, y), scores, y
 
     # -- training --------------------------------------------------------------------

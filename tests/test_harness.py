@@ -327,3 +327,23 @@ def test_one_cycle_schedule_survives_a_run_of_two_steps(mnist_root):
                         enable_model_summary=False, limit_val_batches=0)
     trainer.fit(module, datamodule=dm)
     assert trainer.global_step == 2
+
+
+def test_label_smoothing_is_a_training_loss_and_tta_flip_averages_the_mirror_image():
+    torch.manual_seed(0)
+    module = Classifier(model="convnet", in_channels=3, input_size=32, label_smoothing=0.2, tta_flip=True)
+    x, y = torch.randn(4, 3, 32, 32), torch.randint(0, 10, (4,))
+    module.train()
+    loss, scores, _ = module._shared_step((x, y))
+    assert torch.allclose(loss, torch.nn.functional.cross_entropy(scores, y, label_smoothing=0.2))
+    assert not torch.allclose(loss, torch.nn.functional.cross_entropy(scores, y))
+    module.eval()
+    with torch.no_grad():
+        loss, scores, _ = module._shared_step((x, y))
+        mean = (module.net(x) + module.net(x.flip(3))) / 2
+    assert torch.allclose(scores, mean) and not torch.allclose(scores, module.net(x))
+    assert torch.allclose(loss, torch.nn.functional.cross_entropy(mean, y))  # evaluated without smoothing
+    with pytest.raises(ConfigError, match="label_smoothing"):
+        Classifier(model="convnet", label_smoothing=1.0)
+    with pytest.raises(ConfigError, match="tta_flip"):
+        Classifier(model="convnet", tta_flip="yes")
