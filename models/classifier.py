@@ -102,8 +102,8 @@ class Classifier(L.LightningModule):
             x = x.contiguous(memory_format=torch.channels_last)
         scores = self(x)
         if self.training:  # label smoothing (model.label_smoothing) is a training loss only
-            return self.loss(scores, y, self.hparams.get("label_smoothing", 0.0)), scores, y
-        if self.hparams.get("tta_flip", False):  # test-time augmentation: mean with the mirror image
+            return self.loss(scores, y, self.hparams.label_smoothing), scores, y
+        if self.hparams.tta_flip:  # test-time augmentation: mean with the mirror image
             scores = (scores + self(x.flip(3))) / 2
         return self.loss(scores, y), scores, y
 

@@ -279,7 +279,6 @@ def test_learning_uses_no_autograd_and_top_rule():
     assert torch.equal(fresh(x[1200:1250]), net(x[1200:1250]))
 
 
-
 @pytest.mark.parametrize("margin, learned", [(0.0, False), (0.05, False), (0.1, True)])
 def test_margined_top_rule_learns_a_pattern_won_by_less_than_the_margin(margin, learned):
     """Margined winner-take-all (Fukushima 2018): a training pattern that its own class wins, but
@@ -299,6 +298,7 @@ def test_margined_top_rule_learns_a_pattern_won_by_less_than_the_margin(margin, 
     assert stats["us4_train_err"] == 0 and stats["us4_margin_frac"] == float(learned)
     with pytest.raises(ConfigError, match="margin"):
         get_model("neocognitron_fukushima", margin=-0.1)
+
 
 def test_edge_kernels_are_oriented():
     k = edge_kernels(4, 5)
