@@ -22,7 +22,7 @@ import models  # noqa: F401  (registers the models and the ${coalesce:} resolver
 import lightning as L
 import torch
 from hydra.utils import instantiate
-from lightning.pytorch.callbacks import LearningRateMonitor, Timer
+from lightning.pytorch.callbacks import LearningRateMonitor, ProgressBar, Timer
 from lightning.pytorch.loggers import TensorBoardLogger
 from omegaconf import DictConfig, OmegaConf
 
@@ -39,13 +39,8 @@ def train(cfg: DictConfig) -> dict[str, float]:
     torch.set_float32_matmul_precision(cfg.matmul_precision)
     datamodule = instantiate(cfg.data)
     model = instantiate(cfg.model)
-    callbacks = instantiate_group(cfg.get("callbacks"))
-    loggers = instantiate_group(cfg.get("logger"))
-    if not loggers:  # nothing to monitor the learning rate into (Lightning refuses the callback)
-        callbacks = [c for c in callbacks if not isinstance(c, LearningRateMonitor)]
-    # Lightning's Timer times each stage; it also enforces trainer.max_time (so that one is handed to it).
-    timer = Timer(duration=cfg.trainer.get("max_time"), interval="step", verbose=False)
-    trainer: L.Trainer = instantiate(cfg.trainer, callbacks=[*callbacks, timer], logger=loggers or False, max_time=None)
+    trainer, timer = build_trainer(cfg)
+    loggers = trainer.loggers
     for lg in loggers:  # each run's hyperparameters with its final metrics (TensorBoard's HPARAMS tab)
         if isinstance(lg, TensorBoardLogger):
             lg.log_hyperparams(OmegaConf.to_container(cfg, resolve=True), {"hp/val_acc_best": 0.0, "hp/test_acc": 0.0})
@@ -70,6 +65,22 @@ def train(cfg: DictConfig) -> dict[str, float]:
         out.mkdir(parents=True, exist_ok=True)
         (out / "metrics.json").write_text(json.dumps(metrics, indent=1, sort_keys=True) + "\n")
     return metrics
+
+
+def build_trainer(cfg: DictConfig, extra_callbacks: tuple[L.Callback, ...] = ()) -> tuple[L.Trainer, Timer]:
+    """The Trainer of ``cfg`` with its callbacks and loggers, and the Timer that times its stages
+    (benchmarks/bench_harness.py times this same Trainer)."""
+    callbacks = instantiate_group(cfg.get("callbacks"))
+    loggers = instantiate_group(cfg.get("logger"))
+    if not loggers:  # nothing to monitor the learning rate into (Lightning refuses the callback)
+        callbacks = [c for c in callbacks if not isinstance(c, LearningRateMonitor)]
+    if not cfg.trainer.get("enable_progress_bar", True):  # Lightning refuses a bar callback then
+        callbacks = [c for c in callbacks if not isinstance(c, ProgressBar)]
+    # Lightning's Timer times each stage; it also enforces trainer.max_time (so that one is handed to it).
+    timer = Timer(duration=cfg.trainer.get("max_time"), interval="step", verbose=False)
+    trainer = instantiate(cfg.trainer, callbacks=[*callbacks, *extra_callbacks, timer], logger=loggers or False,
+                          max_time=None)
+    return trainer, timer
 
 
 def _stage_times(timer: Timer, stage: str) -> dict[str, float]:

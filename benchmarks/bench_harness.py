@@ -1,15 +1,19 @@
 """Harness overhead and data path, measured in one run (issue 7, targets 1 and 2).
 
-1. Harness overhead: images/s of the training loop train.py runs (Lightning + our data
-   module) against a minimal hand-written PyTorch loop over the same in-memory uint8 tensors,
-   same model, batch size and optimizer. Ratio = ours / hand loop (goal >= 0.95).
+1. Harness overhead: images/s of the training loop train.py runs (the Trainer that
+   train.py's ``build_trainer`` makes from the config, with all its callbacks, its TensorBoard
+   logger and progress bar, and our data module) against a minimal hand-written PyTorch loop
+   over the same in-memory uint8 tensors, same model, batch size, optimizer, augmentation and
+   memory format. Ratio = ours / hand loop (goal >= 0.95). A bare Lightning Trainer (no
+   callbacks, logger or progress bar) is timed as well, to tell Lightning's own per-step cost
+   from that of train.py's callbacks.
 2. Data path: the same model trained through the usual torchvision pipeline
    (datasets.MNIST + ToTensor + Normalize in a DataLoader, num_workers 0 and 2) against our
    tensor pipeline, both in the same plain loop. Ratio = our time / best torchvision time
    (goal <= 0.5).
 
 Each figure is the median over --repeats interleaved repeats of --steps training steps
-(after a warm-up). Usage:
+(after a warm-up); each ratio the median of the repeats' ratios. Usage:
 
     DATA_DIR=../shared/data python benchmarks/bench_harness.py --models convnet lenet5 neocognitron
 """
@@ -17,10 +21,13 @@ Each figure is the median over --repeats interleaved repeats of --steps training
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 import statistics
 import sys
+import tempfile
 import time
+import warnings
 from pathlib import Path
 
 import lightning as L
@@ -33,13 +40,20 @@ from hydra.utils import instantiate  # noqa: E402
 
 import models  # noqa: E402,F401
 from models.data import random_crop_flip  # noqa: E402
+from train import build_trainer  # noqa: E402
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 
 
-def build(model_name: str, root: str):
+def compose_cfg(model_name: str, root: str, overrides: tuple[str, ...] = ()):
+    """train.py's config for ``model_name`` on MNIST, with ``overrides``."""
     with initialize_config_dir(version_base="1.3", config_dir=str(CONFIGS)):
-        cfg = compose("train", overrides=[f"model={model_name}", f"data.root={root}"])
+        return compose("train", overrides=[f"model={model_name}", f"data.root={root}", *overrides])
+
+
+def build(model_name: str, root: str):
+    """train.py's config for ``model_name`` on MNIST and its (set up) data module."""
+    cfg = compose_cfg(model_name, root)
     dm = instantiate(cfg.data)
     dm.setup()
     return cfg, dm
@@ -69,23 +83,56 @@ class _Timer(L.Callback):
             self.t1 = time.perf_counter()
 
 
-def lightning_rate(cfg, dm, steps: int, warmup: int) -> float:
-    """Images/s of Lightning's fit loop with our data module (what train.py runs)."""
+def train_py_rate(model_name: str, dm, steps: int, warmup: int) -> float:
+    """Images/s of the Trainer train.py builds (all its callbacks, logger and progress bar; run
+    folder in a temporary directory), fitting one epoch cut to ``steps + warmup`` batches."""
+    with tempfile.TemporaryDirectory() as run:
+        cfg = compose_cfg(model_name, str(dm.root), ("trainer.max_epochs=1", f"+trainer.limit_train_batches={steps + warmup}",
+                                                     "trainer.limit_val_batches=0", f"paths.output_dir={run}"))
+        module = fresh_module(cfg)
+        timer = _Timer(warmup)
+        with _quiet():  # the progress bar and Lightning's banners go to /dev/null; their cost is counted
+            trainer, _ = build_trainer(cfg, (timer,))
+            trainer.fit(module, datamodule=dm)
+    return timer.n / (timer.t1 - timer.t0)
+
+
+def bare_lightning_rate(cfg, dm, steps: int, warmup: int) -> float:
+    """Images/s of a bare Lightning Trainer (no callbacks, logger or progress bar) with our
+    data module: Lightning's own per-step cost."""
     module = fresh_module(cfg)
     timer = _Timer(warmup)
-    trainer = L.Trainer(accelerator="cpu", max_epochs=1, limit_train_batches=steps + warmup, limit_val_batches=0,
-                        logger=False, enable_checkpointing=False, enable_progress_bar=False,
-                        enable_model_summary=False, callbacks=[timer], num_sanity_val_steps=0)
-    trainer.fit(module, datamodule=dm)
+    with _quiet():
+        trainer = L.Trainer(accelerator="cpu", max_epochs=1, limit_train_batches=steps + warmup, limit_val_batches=0,
+                            logger=False, enable_checkpointing=False, enable_progress_bar=False,
+                            enable_model_summary=False, callbacks=[timer], num_sanity_val_steps=0)
+        trainer.fit(module, datamodule=dm)
     return timer.n / (timer.t1 - timer.t0)
+
+
+class _quiet:
+    """stdout/stderr to /dev/null and Lightning's info logs off, for the duration."""
+
+    def __enter__(self):
+        self.devnull = open(os.devnull, "w")
+        self.saved = sys.stdout, sys.stderr
+        sys.stdout = sys.stderr = self.devnull
+        logging.disable(logging.WARNING)
+
+    def __exit__(self, *exc):
+        sys.stdout, sys.stderr = self.saved
+        logging.disable(logging.NOTSET)
+        self.devnull.close()
 
 
 def plain_loop_rate(cfg, batches, steps: int, warmup: int, transform=None) -> float:
     """Images/s of a minimal PyTorch training loop over ``batches`` (an iterable of (x, y)),
-    timed after ``warmup`` steps; ``transform`` (if given) is applied to each x first."""
+    timed after ``warmup`` steps; ``transform`` (if given) is applied to each x first, then the
+    memory format the model config asks for."""
     module = fresh_module(cfg)
     net, loss_fn = module.net, module.loss
     opt = make_optimizer(cfg, net)
+    memory_format = torch.channels_last if module.hparams.channels_last else torch.contiguous_format
     net.train()
     t0, n = None, 0
     for step, (x, y) in enumerate(batches):
@@ -95,6 +142,7 @@ def plain_loop_rate(cfg, batches, steps: int, warmup: int, transform=None) -> fl
             break
         if transform is not None:
             x = transform(x)
+        x = x.contiguous(memory_format=memory_format)  # as the Classifier does (model.channels_last)
         loss = loss_fn(net(x), y)
         opt.zero_grad(set_to_none=True)
         loss.backward()
@@ -142,25 +190,28 @@ def tensor_pipeline_rate(cfg, dm, steps: int, warmup: int) -> float:
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--models", nargs="+", default=["convnet", "lenet5", "neocognitron"])
-    p.add_argument("--steps", type=int, default=60)
+    p.add_argument("--steps", type=int, default=200)  # 200: one step checkpoint (every 200 steps) falls inside
     p.add_argument("--warmup", type=int, default=5)
-    p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--repeats", type=int, default=5)
     p.add_argument("--root", default=os.environ.get("DATA_DIR", "./data"))
     p.add_argument("--skip-datapath", action="store_true")
     args = p.parse_args()
+    warnings.filterwarnings("ignore")
     L.seed_everything(0, verbose=False)
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, load average {os.getloadavg()[0]:.1f}")
-    print("\n| model | hand loop img/s | train.py loop img/s | ratio (goal >= 0.95) |")
-    print("| --- | --- | --- | --- |")
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, load average {os.getloadavg()[0]:.1f}; "
+          f"{args.steps} steps after {args.warmup}, median of {args.repeats} repeats")
+    print("\n| model | hand loop img/s | train.py's Trainer img/s | ratio (goal >= 0.95) | bare Lightning img/s | ratio |")
+    print("| --- | --- | --- | --- | --- | --- |")
     for name in args.models:
         cfg, dm = build(name, args.root)
-        hand, ours = [], []
-        for _ in range(args.repeats):  # interleaved, so load changes hit both alike
+        hand, ours, bare = [], [], []
+        for _ in range(args.repeats):  # interleaved, so load changes hit all alike
             hand.append(hand_rate(cfg, dm, args.steps, args.warmup))
-            ours.append(lightning_rate(cfg, dm, args.steps, args.warmup))
-        ratios = [o / h for o, h in zip(ours, hand)]
-        print(f"| {name} | {statistics.median(hand):.0f} | {statistics.median(ours):.0f} | "
-              f"{statistics.median(ratios):.3f} |", flush=True)
+            ours.append(train_py_rate(name, dm, args.steps, args.warmup))
+            bare.append(bare_lightning_rate(cfg, dm, args.steps, args.warmup))
+        med = statistics.median
+        print(f"| {name} | {med(hand):.0f} | {med(ours):.0f} | {med(o / h for o, h in zip(ours, hand)):.3f} | "
+              f"{med(bare):.0f} | {med(b / h for b, h in zip(bare, hand)):.3f} |", flush=True)
     if args.skip_datapath:
         return
     print("\n| model | torchvision workers=0 img/s | workers=2 img/s | tensor pipeline img/s | time ratio ours/best (goal <= 0.5) |")

@@ -154,6 +154,15 @@ def test_an_experiment_preset_names_its_runs_and_the_command_line_still_wins(tmp
     assert compose_train([], tmp_path).task_name == "train"
 
 
+def test_the_progress_bar_can_be_switched_off_from_the_command_line(tmp_path):
+    # callbacks/default.yaml adds a TQDMProgressBar, which Lightning refuses beside enable_progress_bar=false
+    cfg = compose_train(["trainer.enable_progress_bar=false", "logger=none"], tmp_path)
+    trainer, timer = train_script.build_trainer(cfg)
+    assert trainer.progress_bar_callback is None and timer in trainer.callbacks
+    assert not any(isinstance(c, L.pytorch.callbacks.LearningRateMonitor) for c in trainer.callbacks)  # no logger
+    assert train_script.build_trainer(compose_train([], tmp_path))[0].progress_bar_callback is not None
+
+
 def test_on_an_accelerator_each_split_is_copied_to_its_memory_once(mnist_root):
     """``torch.device("meta")`` stands in for a GPU: the loaders gather batches from the split
     held on the trainer's device, copied there once; on the CPU (or with on_device=false) the
@@ -207,21 +216,16 @@ def test_cifar_batches_and_image_folder_layouts_agree(cifar_root, tmp_path):
 
 
 def test_batched_augmentation_shifts_and_flips():
-    x = torch.arange(2 * 1 * 4 * 4, dtype=torch.float32).view(2, 1, 4, 4)
+    x = torch.randint(0, 256, (16, 3, 5, 7), dtype=torch.uint8)
     torch.manual_seed(0)
-    out = models.data.random_crop_flip(x, pad=1, flip=True)
-    assert out.shape == x.shape
-    for img, src in zip(out, x):  # each output is a shifted (and maybe flipped) copy of its source
-        candidates = []
-        padded = torch.nn.functional.pad(src, (1, 1, 1, 1))
-        for dy in range(3):
-            for dx in range(3):
-                crop = padded[:, dy:dy + 4, dx:dx + 4]
-                candidates += [crop, crop.flip(2)]
-        assert any(torch.equal(img, c) for c in candidates)
-
-
-# --- bad input ----------------------------------------------------------------------------
+    out = models.data.random_crop_flip(x, pad=2, flip=True)
+    torch.manual_seed(0)  # the same draws, in the same order: row shifts, column shifts, flips
+    dy, dx, mirrored = torch.randint(0, 5, (16,)), torch.randint(0, 5, (16,)), torch.rand(16) < 0.5
+    assert out.shape == x.shape and out.dtype == torch.uint8
+    for i, src in enumerate(x):  # image i is its source shifted by (dy - 2, dx - 2), zeros shifted in, maybe mirrored
+        crop = torch.nn.functional.pad(src, (2, 2, 2, 2))[:, dy[i]:dy[i] + 5, dx[i]:dx[i] + 7]
+        assert torch.equal(out[i], crop.flip(2) if mirrored[i] else crop), i
+    assert len(set(zip(dy.tolist(), dx.tolist()))) > 1 and 0 < int(mirrored.sum()) < 16  # a test of something
 
 
 def test_unknown_model_lists_the_registered_ones():
