@@ -12,8 +12,11 @@
    tensor pipeline, both in the same plain loop. Ratio = our time / best torchvision time
    (goal <= 0.5).
 
-Each figure is the median over --repeats interleaved repeats of --steps training steps
-(after a warm-up); each ratio the median of the repeats' ratios. Usage:
+Each figure is the median over --repeats interleaved repeats (in alternating order) of --steps
+training steps (after a warm-up); each ratio the median of the repeats' ratios. Short runs,
+many of them: on a shared machine the speed drifts by up to 20% within minutes, and neighbouring
+runs see about the same speed. (train.py also writes last.ckpt every 200 steps, outside
+these windows: for LeNet-5 a 0.5 MB file written and fsync'ed in about 3 ms, 0.1% of 200 steps.) Usage:
 
     DATA_DIR=../shared/data python benchmarks/bench_harness.py --models convnet lenet5 neocognitron
 """
@@ -187,12 +190,39 @@ def tensor_pipeline_rate(cfg, dm, steps: int, warmup: int) -> float:
     return plain_loop_rate(cfg, dm.train_dataloader(), steps, warmup, dm.transform)
 
 
+def augmentation_times(repeats: int) -> list[str]:
+    """Table rows: ms to augment a batch of 128 uint8 images with random shifts (and flips), per
+    image with torchvision's RandomCrop (+ RandomHorizontalFlip), as a Dataset's transform does,
+    and batched with ours (models.data.random_crop_flip)."""
+    from torchvision.transforms import v2 as T
+
+    rows = []
+    for label, shape, pad, flip in (("MNIST 1x28x28, pad 2", (128, 1, 28, 28), 2, False),
+                                    ("CIFAR-10 3x32x32, pad 4, flip", (128, 3, 32, 32), 4, True)):
+        x = torch.randint(0, 256, shape, dtype=torch.uint8)
+        per_image = T.Compose([T.RandomCrop(shape[-1], padding=pad), *([T.RandomHorizontalFlip()] if flip else [])])
+        timings = {}
+        for name, fn in (("torchvision", lambda: torch.stack([per_image(img) for img in x])),
+                         ("ours", lambda: random_crop_flip(x, pad, flip))):
+            fn()
+            runs = []
+            for _ in range(repeats):
+                t0 = time.perf_counter()
+                for _ in range(20):
+                    fn()
+                runs.append((time.perf_counter() - t0) / 20 * 1e3)
+            timings[name] = statistics.median(runs)
+        rows.append(f"| {label} | {timings['torchvision']:.2f} | {timings['ours']:.2f} | "
+                    f"{timings['torchvision'] / timings['ours']:.0f}x |")
+    return rows
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--models", nargs="+", default=["convnet", "lenet5", "neocognitron"])
-    p.add_argument("--steps", type=int, default=200)  # 200: one step checkpoint (every 200 steps) falls inside
+    p.add_argument("--steps", type=int, default=50)
     p.add_argument("--warmup", type=int, default=5)
-    p.add_argument("--repeats", type=int, default=5)
+    p.add_argument("--repeats", type=int, default=15)  # short runs, many: this machine's speed drifts by 20%
     p.add_argument("--root", default=os.environ.get("DATA_DIR", "./data"))
     p.add_argument("--skip-datapath", action="store_true")
     args = p.parse_args()
@@ -204,25 +234,34 @@ def main() -> None:
     print("| --- | --- | --- | --- | --- | --- |")
     for name in args.models:
         cfg, dm = build(name, args.root)
-        hand, ours, bare = [], [], []
-        for _ in range(args.repeats):  # interleaved, so load changes hit all alike
-            hand.append(hand_rate(cfg, dm, args.steps, args.warmup))
-            ours.append(train_py_rate(name, dm, args.steps, args.warmup))
-            bare.append(bare_lightning_rate(cfg, dm, args.steps, args.warmup))
+        rates = {"hand": [], "ours": [], "bare": []}
+        runs = {"hand": lambda: hand_rate(cfg, dm, args.steps, args.warmup),
+                "ours": lambda: train_py_rate(name, dm, args.steps, args.warmup),
+                "bare": lambda: bare_lightning_rate(cfg, dm, args.steps, args.warmup)}
+        for r in range(args.repeats):  # interleaved, in alternating order, so drifts in speed hit all alike
+            for key in (list(runs) if r % 2 == 0 else list(runs)[::-1]):
+                rates[key].append(runs[key]())
+        hand, ours, bare = rates["hand"], rates["ours"], rates["bare"]
         med = statistics.median
         print(f"| {name} | {med(hand):.0f} | {med(ours):.0f} | {med(o / h for o, h in zip(ours, hand)):.3f} | "
               f"{med(bare):.0f} | {med(b / h for b, h in zip(bare, hand)):.3f} |", flush=True)
     if args.skip_datapath:
         return
+    print("\n| random shifts of a batch of 128 | torchvision per image ms | ours batched ms | speed-up |")
+    print("| --- | --- | --- | --- |")
+    print("\n".join(augmentation_times(args.repeats)), flush=True)
     print("\n| model | torchvision workers=0 img/s | workers=2 img/s | tensor pipeline img/s | time ratio ours/best (goal <= 0.5) |")
     print("| --- | --- | --- | --- | --- |")
     for name in args.models:
         cfg, dm = build(name, args.root)
-        tv0, tv2, ours = [], [], []
-        for _ in range(args.repeats):
-            tv0.append(torchvision_rate(cfg, dm, args.steps, args.warmup, 0))
-            tv2.append(torchvision_rate(cfg, dm, args.steps, args.warmup, 2))
-            ours.append(tensor_pipeline_rate(cfg, dm, args.steps, args.warmup))
+        rates = {"tv0": [], "tv2": [], "ours": []}
+        runs = {"tv0": lambda: torchvision_rate(cfg, dm, args.steps, args.warmup, 0),
+                "tv2": lambda: torchvision_rate(cfg, dm, args.steps, args.warmup, 2),
+                "ours": lambda: tensor_pipeline_rate(cfg, dm, args.steps, args.warmup)}
+        for r in range(args.repeats):
+            for key in (list(runs) if r % 2 == 0 else list(runs)[::-1]):
+                rates[key].append(runs[key]())
+        tv0, tv2, ours = rates["tv0"], rates["tv2"], rates["ours"]
         best = max(statistics.median(tv0), statistics.median(tv2))
         print(f"| {name} | {statistics.median(tv0):.0f} | {statistics.median(tv2):.0f} | {statistics.median(ours):.0f} | "
               f"{best / statistics.median(ours):.3f} |", flush=True)
