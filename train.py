@@ -80,6 +80,11 @@ def build_trainer(cfg: DictConfig, extra_callbacks: tuple[L.Callback, ...] = ())
     timer = Timer(duration=cfg.trainer.get("max_time"), interval="step", verbose=False)
     trainer = instantiate(cfg.trainer, callbacks=[*callbacks, *extra_callbacks, timer], logger=loggers or False,
                           max_time=None)
+    if torch.are_deterministic_algorithms_enabled():  # trainer.deterministic=true
+        # Deterministic, without filling every new tensor with NaN first (PyTorch's aid for finding
+        # reads of uninitialised memory, which no op here does): that fill cost the convnet 9% of
+        # its step on a CPU, determinism itself 2% (benchmarks/bench_harness.py --breakdown).
+        torch.utils.deterministic.fill_uninitialized_memory = False
     return trainer, timer
 
 

@@ -48,10 +48,13 @@ from train import build_trainer  # noqa: E402
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 
 
+EXTRA_OVERRIDES: list[str] = []  # --set key=value ...: for every config composed here
+
+
 def compose_cfg(model_name: str, root: str, overrides: tuple[str, ...] = ()):
     """train.py's config for ``model_name`` on MNIST, with ``overrides``."""
     with initialize_config_dir(version_base="1.3", config_dir=str(CONFIGS)):
-        return compose("train", overrides=[f"model={model_name}", f"data.root={root}", *overrides])
+        return compose("train", overrides=[f"model={model_name}", f"data.root={root}", *EXTRA_OVERRIDES, *overrides])
 
 
 def build(model_name: str, root: str):
@@ -86,18 +89,46 @@ class _Timer(L.Callback):
             self.t1 = time.perf_counter()
 
 
-def train_py_rate(model_name: str, dm, steps: int, warmup: int) -> float:
+def train_py_rate(model_name: str, dm, steps: int, warmup: int, overrides: tuple[str, ...] = ()) -> float:
     """Images/s of the Trainer train.py builds (all its callbacks, logger and progress bar; run
-    folder in a temporary directory), fitting one epoch cut to ``steps + warmup`` batches."""
+    folder in a temporary directory), fitting one epoch cut to ``steps + warmup`` batches;
+    ``overrides``: command-line overrides (to leave parts out, --breakdown)."""
     with tempfile.TemporaryDirectory() as run:
         cfg = compose_cfg(model_name, str(dm.root), ("trainer.max_epochs=1", f"+trainer.limit_train_batches={steps + warmup}",
-                                                     "trainer.limit_val_batches=0", f"paths.output_dir={run}"))
+                                                     "trainer.limit_val_batches=0", f"paths.output_dir={run}", *overrides))
         module = fresh_module(cfg)
         timer = _Timer(warmup)
         with _quiet():  # the progress bar and Lightning's banners go to /dev/null; their cost is counted
             trainer, _ = build_trainer(cfg, (timer,))
             trainer.fit(module, datamodule=dm)
+    torch.use_deterministic_algorithms(False)  # trainer.deterministic=true sets it for the whole process
     return timer.n / (timer.t1 - timer.t0)
+
+
+# --breakdown: train.py's Trainer with one part left out at a time
+BREAKDOWN = {
+    "as train.py runs it": (),
+    "no progress bar": ("trainer.enable_progress_bar=false",),
+    "no callbacks": ("callbacks=none",),
+    "no logger": ("logger=none",),
+    "deterministic=false": ("trainer.deterministic=false",),
+    "none of these": ("trainer.enable_progress_bar=false", "callbacks=none", "logger=none", "trainer.deterministic=false"),
+}
+
+
+def breakdown(models: list[str], root: str, steps: int, warmup: int, repeats: int) -> None:
+    print("\n| model | " + " | ".join(BREAKDOWN) + " |")
+    print("| --- " * (len(BREAKDOWN) + 1) + "|")
+    for name in models:
+        _, dm = build(name, root)
+        rates = {k: [] for k in BREAKDOWN}
+        for r in range(repeats):
+            for key in (list(BREAKDOWN) if r % 2 == 0 else list(BREAKDOWN)[::-1]):
+                rates[key].append(train_py_rate(name, dm, steps, warmup, BREAKDOWN[key]))
+        base = rates["as train.py runs it"]
+        cells = [f"{statistics.median(rates[k]):.0f} img/s" if i == 0 else
+                 f"{statistics.median(a / b for a, b in zip(rates[k], base)):.3f}x" for i, k in enumerate(BREAKDOWN)]
+        print(f"| {name} | " + " | ".join(cells) + " |", flush=True)
 
 
 def bare_lightning_rate(cfg, dm, steps: int, warmup: int) -> float:
@@ -225,11 +256,17 @@ def main() -> None:
     p.add_argument("--repeats", type=int, default=15)  # short runs, many: this machine's speed drifts by 20%
     p.add_argument("--root", default=os.environ.get("DATA_DIR", "./data"))
     p.add_argument("--skip-datapath", action="store_true")
+    p.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", help="config overrides for every run")
+    p.add_argument("--breakdown", action="store_true",
+                   help="only: the speed of train.py's Trainer with its progress bar, callbacks, logger or determinism left out")
     args = p.parse_args()
+    EXTRA_OVERRIDES.extend(args.set)
     warnings.filterwarnings("ignore")
     L.seed_everything(0, verbose=False)
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, load average {os.getloadavg()[0]:.1f}; "
           f"{args.steps} steps after {args.warmup}, median of {args.repeats} repeats")
+    if args.breakdown:
+        return breakdown(args.models, args.root, args.steps, args.warmup, args.repeats)
     print("\n| model | hand loop img/s | train.py's Trainer img/s | ratio (goal >= 0.95) | bare Lightning img/s | ratio |")
     print("| --- | --- | --- | --- | --- | --- |")
     for name in args.models:

@@ -163,6 +163,16 @@ def test_the_progress_bar_can_be_switched_off_from_the_command_line(tmp_path):
     assert train_script.build_trainer(compose_train([], tmp_path))[0].progress_bar_callback is not None
 
 
+def test_deterministic_training_does_not_fill_new_tensors(tmp_path):
+    try:
+        train_script.build_trainer(compose_train(["trainer.deterministic=true"], tmp_path))
+        assert torch.are_deterministic_algorithms_enabled()
+        assert torch.utils.deterministic.fill_uninitialized_memory is False  # a debugging aid costing 9% a step
+    finally:
+        torch.use_deterministic_algorithms(False)
+        torch.utils.deterministic.fill_uninitialized_memory = True
+
+
 def test_on_an_accelerator_each_split_is_copied_to_its_memory_once(mnist_root):
     """``torch.device("meta")`` stands in for a GPU: the loaders gather batches from the split
     held on the trainer's device, copied there once; on the CPU (or with on_device=false) the

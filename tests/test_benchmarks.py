@@ -1,0 +1,29 @@
+"""The benchmark scripts run end to end (on the generated digits; their figures come from real data)."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+
+from tests.conftest import ROOT
+
+
+def test_bench_harness_prints_every_table_with_ratios(mnist_root):
+    cmd = [sys.executable, str(ROOT / "benchmarks" / "bench_harness.py"), "--models", "lenet5", "--steps", "3",
+           "--warmup", "1", "--repeats", "1", "--root", str(mnist_root), "--set", "data.val_size=100"]
+    out = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    rows = [ln for ln in out.stdout.splitlines() if ln.startswith("| lenet5 |")]  # harness, data path
+    assert len(rows) == 2 and "| MNIST 1x28x28" in out.stdout, out.stdout  # and the augmentation table
+    ratios = [float(c) for row in rows for c in re.findall(r"\| (\d+\.\d{3}) ", row)]
+    assert len(ratios) == 3 and all(0.05 < r < 20 for r in ratios), rows
+
+
+def test_bench_harness_breakdown_leaves_one_part_out_at_a_time(mnist_root):
+    cmd = [sys.executable, str(ROOT / "benchmarks" / "bench_harness.py"), "--breakdown", "--models", "lenet5",
+           "--steps", "3", "--warmup", "1", "--repeats", "1", "--root", str(mnist_root), "--set", "data.val_size=100"]
+    out = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    row = next(ln for ln in out.stdout.splitlines() if ln.startswith("| lenet5 |"))
+    assert row.count("x |") == 5 and "img/s" in row, row
