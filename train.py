@@ -82,8 +82,8 @@ def build_trainer(cfg: DictConfig, extra_callbacks: tuple[L.Callback, ...] = ())
                           max_time=None)
     if torch.are_deterministic_algorithms_enabled():  # trainer.deterministic=true
         # Deterministic, without filling every new tensor with NaN first (PyTorch's aid for finding
-        # reads of uninitialised memory, which no op here does): that fill cost the convnet 9% of
-        # its step on a CPU, determinism itself 2% (benchmarks/bench_harness.py --breakdown).
+        # reads of uninitialised memory, which no op here does): on a CPU that fill cost up to 9% of
+        # a step (benchmarks/bench_harness.py --breakdown puts it back; README, Speed).
         torch.utils.deterministic.fill_uninitialized_memory = False
     return trainer, timer
 

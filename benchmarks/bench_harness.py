@@ -89,10 +89,12 @@ class _Timer(L.Callback):
             self.t1 = time.perf_counter()
 
 
-def train_py_rate(model_name: str, dm, steps: int, warmup: int, overrides: tuple[str, ...] = ()) -> float:
+def train_py_rate(model_name: str, dm, steps: int, warmup: int, overrides: tuple[str, ...] = (),
+                  nan_fill: bool = False) -> float:
     """Images/s of the Trainer train.py builds (all its callbacks, logger and progress bar; run
     folder in a temporary directory), fitting one epoch cut to ``steps + warmup`` batches;
-    ``overrides``: command-line overrides (to leave parts out, --breakdown)."""
+    ``overrides``: command-line overrides (to leave parts out, --breakdown); ``nan_fill``: put
+    back PyTorch's NaN fill of new tensors under deterministic=true (which build_trainer turns off)."""
     with tempfile.TemporaryDirectory() as run:
         cfg = compose_cfg(model_name, str(dm.root), ("trainer.max_epochs=1", f"+trainer.limit_train_batches={steps + warmup}",
                                                      "trainer.limit_val_batches=0", f"paths.output_dir={run}", *overrides))
@@ -100,12 +102,14 @@ def train_py_rate(model_name: str, dm, steps: int, warmup: int, overrides: tuple
         timer = _Timer(warmup)
         with _quiet():  # the progress bar and Lightning's banners go to /dev/null; their cost is counted
             trainer, _ = build_trainer(cfg, (timer,))
+            torch.utils.deterministic.fill_uninitialized_memory = nan_fill
             trainer.fit(module, datamodule=dm)
     torch.use_deterministic_algorithms(False)  # trainer.deterministic=true sets it for the whole process
     return timer.n / (timer.t1 - timer.t0)
 
 
-# --breakdown: train.py's Trainer with one part left out at a time
+# --breakdown: train.py's Trainer with one part left out (or put back) at a time
+NAN_FILL = "deterministic with NaN fill"
 BREAKDOWN = {
     "as train.py runs it": (),
     "no progress bar": ("trainer.enable_progress_bar=false",),
@@ -113,6 +117,7 @@ BREAKDOWN = {
     "no logger": ("logger=none",),
     "deterministic=false": ("trainer.deterministic=false",),
     "none of these": ("trainer.enable_progress_bar=false", "callbacks=none", "logger=none", "trainer.deterministic=false"),
+    NAN_FILL: (),
 }
 
 
@@ -121,10 +126,8 @@ def breakdown(models: list[str], root: str, steps: int, warmup: int, repeats: in
     print("| --- " * (len(BREAKDOWN) + 1) + "|")
     for name in models:
         _, dm = build(name, root)
-        rates = {k: [] for k in BREAKDOWN}
-        for r in range(repeats):
-            for key in (list(BREAKDOWN) if r % 2 == 0 else list(BREAKDOWN)[::-1]):
-                rates[key].append(train_py_rate(name, dm, steps, warmup, BREAKDOWN[key]))
+        rates = interleaved({k: (lambda k=k: train_py_rate(name, dm, steps, warmup, BREAKDOWN[k], nan_fill=k == NAN_FILL))
+                             for k in BREAKDOWN}, repeats)
         base = rates["as train.py runs it"]
         cells = [f"{statistics.median(rates[k]):.0f} img/s" if i == 0 else
                  f"{statistics.median(a / b for a, b in zip(rates[k], base)):.3f}x" for i, k in enumerate(BREAKDOWN)]
@@ -142,6 +145,16 @@ def bare_lightning_rate(cfg, dm, steps: int, warmup: int) -> float:
                             enable_model_summary=False, callbacks=[timer], num_sanity_val_steps=0)
         trainer.fit(module, datamodule=dm)
     return timer.n / (timer.t1 - timer.t0)
+
+
+def interleaved(runs: dict, repeats: int) -> dict[str, list[float]]:
+    """Call each of ``runs`` (name -> function returning img/s) ``repeats`` times, interleaved and
+    in alternating order, so that drifts in the machine's speed hit all of them alike."""
+    rates = {key: [] for key in runs}
+    for r in range(repeats):
+        for key in (list(runs) if r % 2 == 0 else list(runs)[::-1]):
+            rates[key].append(runs[key]())
+    return rates
 
 
 class _quiet:
@@ -258,7 +271,8 @@ def main() -> None:
     p.add_argument("--skip-datapath", action="store_true")
     p.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", help="config overrides for every run")
     p.add_argument("--breakdown", action="store_true",
-                   help="only: the speed of train.py's Trainer with its progress bar, callbacks, logger or determinism left out")
+                   help="only: the speed of train.py's Trainer with its progress bar, callbacks, logger or determinism "
+                        "left out, or with PyTorch's NaN fill of new tensors put back")
     args = p.parse_args()
     EXTRA_OVERRIDES.extend(args.set)
     warnings.filterwarnings("ignore")
@@ -271,13 +285,9 @@ def main() -> None:
     print("| --- | --- | --- | --- | --- | --- |")
     for name in args.models:
         cfg, dm = build(name, args.root)
-        rates = {"hand": [], "ours": [], "bare": []}
-        runs = {"hand": lambda: hand_rate(cfg, dm, args.steps, args.warmup),
-                "ours": lambda: train_py_rate(name, dm, args.steps, args.warmup),
-                "bare": lambda: bare_lightning_rate(cfg, dm, args.steps, args.warmup)}
-        for r in range(args.repeats):  # interleaved, in alternating order, so drifts in speed hit all alike
-            for key in (list(runs) if r % 2 == 0 else list(runs)[::-1]):
-                rates[key].append(runs[key]())
+        rates = interleaved({"hand": lambda: hand_rate(cfg, dm, args.steps, args.warmup),
+                             "ours": lambda: train_py_rate(name, dm, args.steps, args.warmup),
+                             "bare": lambda: bare_lightning_rate(cfg, dm, args.steps, args.warmup)}, args.repeats)
         hand, ours, bare = rates["hand"], rates["ours"], rates["bare"]
         med = statistics.median
         print(f"| {name} | {med(hand):.0f} | {med(ours):.0f} | {med(o / h for o, h in zip(ours, hand)):.3f} | "
@@ -291,13 +301,9 @@ def main() -> None:
     print("| --- | --- | --- | --- | --- |")
     for name in args.models:
         cfg, dm = build(name, args.root)
-        rates = {"tv0": [], "tv2": [], "ours": []}
-        runs = {"tv0": lambda: torchvision_rate(cfg, dm, args.steps, args.warmup, 0),
-                "tv2": lambda: torchvision_rate(cfg, dm, args.steps, args.warmup, 2),
-                "ours": lambda: tensor_pipeline_rate(cfg, dm, args.steps, args.warmup)}
-        for r in range(args.repeats):
-            for key in (list(runs) if r % 2 == 0 else list(runs)[::-1]):
-                rates[key].append(runs[key]())
+        rates = interleaved({"tv0": lambda: torchvision_rate(cfg, dm, args.steps, args.warmup, 0),
+                             "tv2": lambda: torchvision_rate(cfg, dm, args.steps, args.warmup, 2),
+                             "ours": lambda: tensor_pipeline_rate(cfg, dm, args.steps, args.warmup)}, args.repeats)
         tv0, tv2, ours = rates["tv0"], rates["tv2"], rates["ours"]
         best = max(statistics.median(tv0), statistics.median(tv2))
         print(f"| {name} | {statistics.median(tv0):.0f} | {statistics.median(tv2):.0f} | {statistics.median(ours):.0f} | "

@@ -26,4 +26,4 @@ def test_bench_harness_breakdown_leaves_one_part_out_at_a_time(mnist_root):
     out = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr[-2000:]
     row = next(ln for ln in out.stdout.splitlines() if ln.startswith("| lenet5 |"))
-    assert row.count("x |") == 5 and "img/s" in row, row
+    assert row.count("x |") == 6 and "img/s" in row, row
