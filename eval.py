@@ -15,7 +15,7 @@ from omegaconf import DictConfig
 
 import models  # noqa: F401  (registers the models and the ${coalesce:} resolver)
 from models.classifier import Classifier, checkpoint_data_state
-from models.cli import friendly_errors
+from models.cli import friendly_errors, instantiate_trainer
 from models.errors import CheckpointError, ConfigError
 
 
@@ -45,7 +45,7 @@ def evaluate(cfg: DictConfig) -> dict[str, float]:
     torch.set_float32_matmul_precision(cfg.matmul_precision)
     model, ckpt = Classifier.load_with_checkpoint(cfg.ckpt_path)
     datamodule = build_datamodule(cfg, model, ckpt)
-    trainer: L.Trainer = instantiate(cfg.trainer)
+    trainer: L.Trainer = instantiate_trainer(cfg.trainer)
     trainer.test(model, datamodule=datamodule)
     return {k: float(v) for k, v in trainer.callback_metrics.items()}
 

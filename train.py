@@ -27,7 +27,7 @@ from lightning.pytorch.loggers import TensorBoardLogger
 from omegaconf import DictConfig, OmegaConf
 
 from models.classifier import check_resume_checkpoint
-from models.cli import friendly_errors, instantiate_group
+from models.cli import friendly_errors, instantiate_group, instantiate_trainer
 from models.distributed import ddp_scope
 
 log = logging.getLogger("train")
@@ -78,13 +78,8 @@ def build_trainer(cfg: DictConfig, extra_callbacks: tuple[L.Callback, ...] = ())
         callbacks = [c for c in callbacks if not isinstance(c, ProgressBar)]
     # Lightning's Timer times each stage; it also enforces trainer.max_time (so that one is handed to it).
     timer = Timer(duration=cfg.trainer.get("max_time"), interval="step", verbose=False)
-    trainer = instantiate(cfg.trainer, callbacks=[*callbacks, *extra_callbacks, timer], logger=loggers or False,
-                          max_time=None)
-    if torch.are_deterministic_algorithms_enabled():  # trainer.deterministic=true
-        # Deterministic, without filling every new tensor with NaN first (PyTorch's aid for finding
-        # reads of uninitialised memory, which no op here does): on a CPU that fill cost up to 9% of
-        # a step (benchmarks/bench_harness.py --breakdown puts it back; README, Speed).
-        torch.utils.deterministic.fill_uninitialized_memory = False
+    trainer = instantiate_trainer(cfg.trainer, callbacks=[*callbacks, *extra_callbacks, timer], logger=loggers or False,
+                                  max_time=None)
     return trainer, timer
 
 

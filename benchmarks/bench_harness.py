@@ -94,7 +94,7 @@ def train_py_rate(model_name: str, dm, steps: int, warmup: int, overrides: tuple
     """Images/s of the Trainer train.py builds (all its callbacks, logger and progress bar; run
     folder in a temporary directory), fitting one epoch cut to ``steps + warmup`` batches;
     ``overrides``: command-line overrides (to leave parts out, --breakdown); ``nan_fill``: put
-    back PyTorch's NaN fill of new tensors under deterministic=true (which build_trainer turns off)."""
+    back PyTorch's NaN fill of new tensors under deterministic=true (which models.cli.instantiate_trainer turns off)."""
     with tempfile.TemporaryDirectory() as run:
         cfg = compose_cfg(model_name, str(dm.root), ("trainer.max_epochs=1", f"+trainer.limit_train_batches={steps + warmup}",
                                                      "trainer.limit_val_batches=0", f"paths.output_dir={run}", *overrides))

@@ -9,21 +9,23 @@ import sys
 from tests.conftest import ROOT
 
 
-def test_bench_harness_prints_every_table_with_ratios(mnist_root):
-    cmd = [sys.executable, str(ROOT / "benchmarks" / "bench_harness.py"), "--models", "lenet5", "--steps", "3",
+def run_bench_harness(mnist_root, *args: str) -> str:
+    """bench_harness.py's output for LeNet-5 on the generated digits, a few steps of one repeat."""
+    cmd = [sys.executable, str(ROOT / "benchmarks" / "bench_harness.py"), *args, "--models", "lenet5", "--steps", "3",
            "--warmup", "1", "--repeats", "1", "--root", str(mnist_root), "--set", "data.val_size=100"]
     out = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr[-2000:]
-    rows = [ln for ln in out.stdout.splitlines() if ln.startswith("| lenet5 |")]  # harness, data path
-    assert len(rows) == 2 and "| MNIST 1x28x28" in out.stdout, out.stdout  # and the augmentation table
+    return out.stdout
+
+
+def test_bench_harness_prints_every_table_with_ratios(mnist_root):
+    stdout = run_bench_harness(mnist_root)
+    rows = [ln for ln in stdout.splitlines() if ln.startswith("| lenet5 |")]  # harness, data path
+    assert len(rows) == 2 and "| MNIST 1x28x28" in stdout, stdout  # and the augmentation table
     ratios = [float(c) for row in rows for c in re.findall(r"\| (\d+\.\d{3}) ", row)]
     assert len(ratios) == 3 and all(0.05 < r < 20 for r in ratios), rows
 
 
 def test_bench_harness_breakdown_leaves_one_part_out_at_a_time(mnist_root):
-    cmd = [sys.executable, str(ROOT / "benchmarks" / "bench_harness.py"), "--breakdown", "--models", "lenet5",
-           "--steps", "3", "--warmup", "1", "--repeats", "1", "--root", str(mnist_root), "--set", "data.val_size=100"]
-    out = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
-    assert out.returncode == 0, out.stderr[-2000:]
-    row = next(ln for ln in out.stdout.splitlines() if ln.startswith("| lenet5 |"))
+    row = next(ln for ln in run_bench_harness(mnist_root, "--breakdown").splitlines() if ln.startswith("| lenet5 |"))
     assert row.count("x |") == 6 and "img/s" in row, row

@@ -163,11 +163,17 @@ def test_the_progress_bar_can_be_switched_off_from_the_command_line(tmp_path):
     assert train_script.build_trainer(compose_train([], tmp_path))[0].progress_bar_callback is not None
 
 
-def test_deterministic_training_does_not_fill_new_tensors(tmp_path):
+def test_deterministic_training_and_evaluation_do_not_fill_new_tensors(tmp_path):
+    from models.cli import instantiate_trainer
+
     try:
         train_script.build_trainer(compose_train(["trainer.deterministic=true"], tmp_path))
         assert torch.are_deterministic_algorithms_enabled()
         assert torch.utils.deterministic.fill_uninitialized_memory is False  # a debugging aid costing 9% a step
+        torch.utils.deterministic.fill_uninitialized_memory = True
+        instantiate_trainer(compose_train([], tmp_path).trainer, logger=False)  # as eval.py builds its Trainer
+        assert torch.are_deterministic_algorithms_enabled()
+        assert torch.utils.deterministic.fill_uninitialized_memory is False
     finally:
         torch.use_deterministic_algorithms(False)
         torch.utils.deterministic.fill_uninitialized_memory = True
