@@ -112,6 +112,15 @@ class AtomicCheckpointIO(TorchCheckpointIO):
         path = str(path).removeprefix("file://")
         atomic_torch_save(checkpoint, path)
 
+    def load_checkpoint(self, path, map_location: Any | None = None, weights_only: bool | None = None) -> dict:
+        """Read a checkpoint to resume or test from with ``weights_only=True`` whatever Lightning
+        asks: a file carrying objects that could run code is refused (:mod:`models.checkpoint`)."""
+        from .checkpoint import safe_load
+
+        if "://" in str(path) and not str(path).startswith("file://"):
+            return super().load_checkpoint(path, map_location=map_location, weights_only=True)
+        return safe_load(str(path).removeprefix("file://"), map_location=map_location or (lambda storage, loc: storage))
+
 
 # --- divergence ---------------------------------------------------------------------------------
 

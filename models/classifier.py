@@ -15,7 +15,6 @@ it gets no optimizer, and what those return is logged as ``train/<key>``.
 from __future__ import annotations
 
 import math
-from pathlib import Path
 from typing import Any
 
 import lightning as L
@@ -27,6 +26,7 @@ from torchmetrics import MaxMetric, MeanMetric
 from torchmetrics.classification import MulticlassAccuracy
 
 from .callbacks import host_sync_due
+from .checkpoint import checkpoint_data_state, read_checkpoint  # noqa: F401  (re-exported: eval.py, predict.py)
 from .errors import CheckpointError, ConfigError, DivergenceError
 from .registry import get_model
 
@@ -218,9 +218,12 @@ class Classifier(L.LightningModule):
     # -- checkpoints -----------------------------------------------------------------
     @classmethod
     def load_from_checkpoint(cls, checkpoint_path, map_location=None, hparams_file=None, strict=None, **kwargs):
-        """Lightning's loader, with a clear :class:`CheckpointError` for a missing, empty,
-        corrupt or foreign checkpoint instead of a deep traceback."""
+        """Lightning's loader, reading the file safely (``weights_only=True``: a file carrying
+        objects that could run code is refused before any of it runs, :mod:`models.checkpoint`),
+        with a clear :class:`CheckpointError` for a missing, empty, corrupt or foreign checkpoint
+        instead of a deep traceback."""
         hp = read_checkpoint(checkpoint_path)["hyper_parameters"]
+        kwargs["weights_only"] = True  # never unpickle code, whatever the caller asked
         try:
             return super().load_from_checkpoint(
                 checkpoint_path, map_location=map_location, hparams_file=hparams_file, strict=strict, **kwargs
@@ -259,25 +262,6 @@ def _build(key: str, cfg: dict, *args, **kwargs):
         raise ConfigError(f"{key} ({cfg.get('_target_')}): {type(cause).__name__}: {str(cause).splitlines()[0][:300]}") from None
 
 
-def read_checkpoint(path) -> dict:
-    """Load a checkpoint file (on the CPU), checking that it is one of this project's."""
-    path = Path(path)
-    if not path.is_file():
-        raise CheckpointError(f"checkpoint {path} does not exist (or is not a file)")
-    if path.stat().st_size == 0:
-        raise CheckpointError(f"checkpoint {path} is empty; use another checkpoint (e.g. last.ckpt)")
-    try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=False)
-    except Exception as e:
-        raise CheckpointError(
-            f"checkpoint {path} is corrupt or not a PyTorch checkpoint ({type(e).__name__}: {str(e)[:200]})"
-        ) from None
-    hp = ckpt.get("hyper_parameters") if isinstance(ckpt, dict) else None
-    if not isinstance(hp, dict) or "model" not in hp or "state_dict" not in ckpt:
-        raise CheckpointError(f"{path} is not a checkpoint of this project's Classifier (it names no model)")
-    return ckpt
-
-
 def check_resume_checkpoint(path, module: L.LightningModule) -> dict:
     """Read a checkpoint to resume ``module``'s training from, and check that its weights load
     into this model (Lightning loads them again right after); a clear :class:`CheckpointError`
@@ -299,11 +283,3 @@ def check_resume_checkpoint(path, module: L.LightningModule) -> dict:
             f"with, or drop ckpt_path to start afresh."
         ) from None
     return ckpt
-
-
-def checkpoint_data_state(ckpt: dict) -> dict | None:
-    """The data module description (target, hparams, classes, mean, std) saved in a checkpoint."""
-    for value in ckpt.values():
-        if isinstance(value, dict) and {"target", "hparams"} <= value.keys():
-            return value
-    return None

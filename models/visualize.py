@@ -386,8 +386,9 @@ def read_run(run: str | Path) -> dict:
             "val_acc": [(e.step, float(e.value)) for e in scalars.get("val/acc", [])]}
     ckpts = sorted((run / "checkpoints").glob("*.ckpt")) if (run / "checkpoints").is_dir() else []
     if ckpts:
-        ckpt = torch.load(ckpts[-1], map_location="cpu", weights_only=False)
-        hp = ckpt.get("hyper_parameters", {})
+        from .checkpoint import read_checkpoint  # weights_only: a run folder may come from anyone
+
+        hp = read_checkpoint(ckpts[-1])["hyper_parameters"]
         info["model"] = hp.get("model", info["model"])
         from .registry import get_model
 

@@ -170,7 +170,7 @@ def test_ddp_makes_one_run_folder_written_by_rank_zero(ddp_run):
     assert (run / ".hydra" / "config.yaml").is_file()
     assert (run / "train_ddp_process_1.log").is_file()  # rank 1 ran in this folder
     assert (run / "metrics.json").is_file()
-    both = [torch.load(run / f"rank{r}.pt", weights_only=False) for r in (0, 1)]
+    both = [torch.load(run / f"rank{r}.pt", weights_only=True) for r in (0, 1)]
     assert [b["world_size"] for b in both] == [2, 2] and both[0]["pid"] != both[1]["pid"]
     events = list((run / "tensorboard").glob("events.out.tfevents.*"))  # ...<time>.<host>.<pid>.<n>
     assert events and {int(e.name.split(".")[-2]) for e in events} == {both[0]["pid"]}  # rank 0's only
@@ -180,7 +180,7 @@ def test_ddp_makes_one_run_folder_written_by_rank_zero(ddp_run):
 
 def test_ddp_ranks_train_on_disjoint_halves_of_each_epoch(ddp_run, mnist_root):
     _, (run,), _, _ = ddp_run
-    r0, r1 = (torch.load(run / f"rank{r}.pt", weights_only=False)["seen"] for r in (0, 1))
+    r0, r1 = (torch.load(run / f"rank{r}.pt", weights_only=True)["seen"] for r in (0, 1))
     dm = MNISTDataModule(root=str(mnist_root), val_size=200, train_subset=256, download=False)
     dm.setup()
     x, y = dm.data["train"]
@@ -196,7 +196,7 @@ def test_ddp_ranks_train_on_disjoint_halves_of_each_epoch(ddp_run, mnist_root):
 
 def test_ddp_ranks_end_with_identical_weights(ddp_run):
     _, (run,), _, _ = ddp_run
-    r0, r1 = (torch.load(run / f"rank{r}.pt", weights_only=False) for r in (0, 1))
+    r0, r1 = (torch.load(run / f"rank{r}.pt", weights_only=True) for r in (0, 1))
     assert not torch.equal(r0["draws"], r1["draws"])  # each rank its own random stream (augmentation)
     s0, s1 = r0["state"], r1["state"]
     assert s0.keys() == s1.keys()
@@ -204,7 +204,7 @@ def test_ddp_ranks_end_with_identical_weights(ddp_run):
         if k.split(".")[0] in ("train_loss", "train_acc"):
             continue  # each rank's own running training metrics (summed over the ranks when computed)
         assert torch.equal(s0[k], s1[k]), k
-    ckpt = torch.load(run / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)
+    ckpt = torch.load(run / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)
     for k, v in ckpt["state_dict"].items():
         assert torch.equal(v, s0[k]), k
     assert ckpt["global_step"] == 2 * 4  # 128 samples per rank per epoch, batches of 32
@@ -240,7 +240,7 @@ def test_self_organised_neocognitron_grows_the_same_planes_on_every_rank(mnist_r
     run_train(DDP + SMALL_FUKUSHIMA + [f"data.root={mnist_root}", "data.train_subset=128", "data.val_size=100",
                                       "data.batch_size=16", "seed=3", "test=false"], tmp_path)
     (run,) = (tmp_path / "train" / "runs").iterdir()
-    s0, s1 = (torch.load(run / f"rank{r}.pt", weights_only=False)["state"] for r in (0, 1))
+    s0, s1 = (torch.load(run / f"rank{r}.pt", weights_only=True)["state"] for r in (0, 1))
     assert s0.keys() == s1.keys()
     for k in s0:
         assert torch.equal(s0[k], s1[k]), k
@@ -277,7 +277,7 @@ def test_ddp_inside_a_hydra_multirun_keeps_one_folder_per_job(mnist_root, tmp_pa
     assert (sweep / "summary.md").is_file()
     for job in ("0", "1"):
         d = sweep / job
-        ranks = [torch.load(d / f"rank{r}.pt", weights_only=False) for r in (0, 1)]
+        ranks = [torch.load(d / f"rank{r}.pt", weights_only=True) for r in (0, 1)]
         assert [r["world_size"] for r in ranks] == [2, 2]
         assert (d / "train_ddp_process_1.log").is_file() and (d / "metrics.json").is_file()
         assert (d / "checkpoints" / "last.ckpt").is_file() and (d / "tensorboard").is_dir()
@@ -305,6 +305,6 @@ def test_lenet5_with_sdlm_keeps_identical_weights_on_every_rank(mnist_root, tmp_
                      "data.val_size=64", "trainer.max_epochs=2", "test=false", "callbacks.sdlm_hessian.num_samples=32"],
               tmp_path)
     (run,) = [p.parent for p in tmp_path.glob("*/runs/*/rank0.pt")]
-    s0, s1 = (torch.load(run / f"rank{r}.pt", weights_only=False)["state"] for r in (0, 1))
+    s0, s1 = (torch.load(run / f"rank{r}.pt", weights_only=True)["state"] for r in (0, 1))
     for k in s0:
         assert torch.equal(s0[k], s1[k]), k

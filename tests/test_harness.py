@@ -100,13 +100,13 @@ def test_run_folder_holds_checkpoints_and_tensorboard_events(trained_run):
 def test_resume_continues_at_the_right_epoch_and_step(trained_run, mnist_root, tmp_path):
     run, _, _ = trained_run
     last = run / "checkpoints" / "last.ckpt"
-    ckpt = torch.load(last, map_location="cpu", weights_only=False)
+    ckpt = torch.load(last, map_location="cpu", weights_only=True)
     assert ckpt["epoch"] == 1 and ckpt["global_step"] == 2 * 10  # 640 images / 64 per batch
     cfg = compose_train(FAST + [f"data.root={mnist_root}", "trainer.max_epochs=3", "data.download=false",
                                 "data.train_subset=640", f"ckpt_path={last}", "logger=csv"], tmp_path)
     assert cfg.model == trained_run[1].model
     train_script.train(cfg)
-    resumed = torch.load(tmp_path / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)
+    resumed = torch.load(tmp_path / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)
     assert resumed["epoch"] == 2 and resumed["global_step"] == 3 * 10
 
 
@@ -300,7 +300,7 @@ def test_bad_checkpoints_are_reported(tmp_path, trained_run):
     with pytest.raises(CheckpointError, match="not a checkpoint of this project's Classifier"):
         Classifier.load_from_checkpoint(other)
     run, _, _ = trained_run
-    ckpt = torch.load(run / "checkpoints" / "last.ckpt", weights_only=False)
+    ckpt = torch.load(run / "checkpoints" / "last.ckpt", weights_only=True)
     ckpt["hyper_parameters"]["model_kwargs"] = {"mlp": [17]}  # a checkpoint of another model
     mismatched = tmp_path / "mismatched.ckpt"
     torch.save(ckpt, mismatched)

@@ -37,7 +37,7 @@ def overrides(mnist_root, *extra) -> list[str]:
 
 
 def weights(ckpt_path) -> dict[str, torch.Tensor]:
-    return torch.load(ckpt_path, map_location="cpu", weights_only=False)["state_dict"]
+    return torch.load(ckpt_path, map_location="cpu", weights_only=True)["state_dict"]
 
 
 def same_weights(a: dict, b: dict) -> bool:
@@ -128,14 +128,14 @@ def full_run(mnist_root, tmp_path_factory) -> tuple[dict, dict]:
 def resume(mnist_root, ckpt: Path, run: Path) -> tuple[dict, dict]:
     with one_thread_block():
         metrics = comparable(train_script.train(compose_train(overrides(mnist_root, *KILL, f"ckpt_path={ckpt}"), run)))
-    assert torch.load(run / "checkpoints" / "last.ckpt", weights_only=False)["global_step"] == 20
+    assert torch.load(run / "checkpoints" / "last.ckpt", weights_only=True)["global_step"] == 20
     return metrics, weights(run / "checkpoints" / "last.ckpt")
 
 
 def test_sigkill_mid_epoch_then_resume_ends_like_an_uninterrupted_run(killed_run, full_run, mnist_root, tmp_path):
     """Killed during step 7, the run loses only step 7 (N=3); resumed from its last.ckpt it ends
     with exactly the weights and metrics of the uninterrupted run."""
-    ckpt = torch.load(killed_run, map_location="cpu", weights_only=False)
+    ckpt = torch.load(killed_run, map_location="cpu", weights_only=True)
     # mid-epoch: epoch 0, 6 of its 10 batches done; at most N=3 steps were lost
     assert ckpt["global_step"] == 6 and ckpt["epoch"] == 0
     assert ckpt["loops"]["fit_loop"]["state_dict"]["combined_loader"][0]["batches_done"] == 6
@@ -150,7 +150,7 @@ def test_sigkill_mid_epoch_then_resume_ends_like_an_uninterrupted_run(killed_run
 
 def test_resume_from_an_epoch_end_checkpoint_is_exact_too(full_run, mnist_root, tmp_path):
     m_full, w_full, epoch_end = full_run
-    ckpt = torch.load(epoch_end, map_location="cpu", weights_only=False)
+    ckpt = torch.load(epoch_end, map_location="cpu", weights_only=True)
     assert ckpt["global_step"] == 10 and ckpt["epoch"] == 0
     m_resumed, w_resumed = resume(mnist_root, epoch_end, tmp_path)
     assert same_weights(w_resumed, w_full)
@@ -164,7 +164,7 @@ def test_resuming_without_the_loader_position_or_the_rng_state_would_differ(kill
     """The controls for the test above: the same mid-epoch checkpoint without the saved loader
     position (as a plain DataLoader would resume: the epoch starts again from its first batch),
     or without the random generators' states (other dropout masks), ends with other weights."""
-    ckpt = torch.load(killed_run, map_location="cpu", weights_only=False)
+    ckpt = torch.load(killed_run, map_location="cpu", weights_only=True)
     if drop == "combined_loader":
         ckpt["loops"]["fit_loop"]["state_dict"].pop("combined_loader")
     else:

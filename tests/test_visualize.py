@@ -71,7 +71,7 @@ def test_weight_norms_match_the_checkpoint(tb_run):
     run, _ = tb_run
     acc = _events(run)
     logged = acc.Scalars("weight_norm/stages.0.0.0.weight")[-1].value
-    ckpt = torch.load(run / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)
+    ckpt = torch.load(run / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)
     assert abs(logged - float(ckpt["state_dict"]["net.stages.0.0.0.weight"].norm())) < 1e-4
 
 

@@ -1,0 +1,79 @@
+"""Reading checkpoints safely.
+
+A checkpoint is a pickle, and unpickling an untrusted file can run any code it names. Every
+checkpoint and cache this project opens is read here with ``torch.load(..., weights_only=True)``
+(PyTorch's restricted unpickler: tensors, numbers, strings, lists, tuples, dicts and a few other
+plain types, nothing that can run code). The checkpoints ``train.py`` writes contain only those,
+so they load; a file that carries any other object is refused with a :class:`CheckpointError`
+before anything in it runs. There is no switch to load such a file: a checkpoint of this project
+never needs one.
+"""
+
+from __future__ import annotations
+
+import pickle
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from .errors import CheckpointError
+
+
+class UnsafeCheckpointError(CheckpointError):
+    """A file that contains objects other than tensors and plain values (which could run code)."""
+
+
+def safe_load(path, map_location: Any = "cpu") -> Any:
+    """``torch.load(path, weights_only=True)``, with one clear :class:`CheckpointError` for a file
+    that is missing, empty, corrupt, or that contains objects which could run code."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint {path} does not exist (or is not a file)")
+    if path.stat().st_size == 0:
+        raise CheckpointError(f"checkpoint {path} is empty; use another checkpoint (e.g. last.ckpt)")
+    try:
+        return torch.load(path, map_location=map_location, weights_only=True)
+    except pickle.UnpicklingError as e:
+        if any(s in str(e) for s in ("GLOBAL", "Unsupported class", "Can only build")):  # an object, not bytes gone bad
+            raise UnsafeCheckpointError(
+                f"{path} was refused: it contains objects that could run code when loaded "
+                f"({_blocked(e)}), and this project only loads tensors and plain values. Checkpoints "
+                f"written by this project's train.py never contain such objects: ask for one of those, "
+                f"and do not open this file with an unrestricted torch.load unless you trust its source."
+            ) from None
+        raise _corrupt(path, e) from None
+    except Exception as e:
+        raise _corrupt(path, e) from None
+
+
+def read_checkpoint(path) -> dict:
+    """Load a checkpoint file safely (on the CPU), checking that it is one of this project's:
+    a dict with ``hyper_parameters`` (naming a ``model``) and a ``state_dict``."""
+    ckpt = safe_load(path)
+    hp = ckpt.get("hyper_parameters") if isinstance(ckpt, dict) else None
+    if not isinstance(hp, dict) or "model" not in hp or "state_dict" not in ckpt:
+        raise CheckpointError(f"{path} is not a checkpoint of this project's Classifier (it names no model)")
+    return ckpt
+
+
+def checkpoint_data_state(ckpt: dict) -> dict | None:
+    """The data module description (target, hparams, classes, mean, std) saved in a checkpoint."""
+    for value in ckpt.values():
+        if isinstance(value, dict) and {"target", "hparams"} <= value.keys():
+            return value
+    return None
+
+
+def _blocked(e: Exception) -> str:
+    """The global that PyTorch's restricted unpickler refused, e.g. 'posix.system'."""
+    for line in str(e).splitlines():
+        if "GLOBAL" in line or "Unsupported class" in line or "Can only build" in line:
+            return line.strip().rstrip(".")
+    return "an object that is not a tensor or a plain value"
+
+
+def _corrupt(path: Path, e: Exception) -> CheckpointError:
+    return CheckpointError(
+        f"checkpoint {path} is corrupt or not a PyTorch checkpoint ({type(e).__name__}: {str(e).splitlines()[0][:200]})"
+    )
