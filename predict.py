@@ -1,9 +1,18 @@
 """Classify image files with a trained checkpoint and print the top classes.
 
-    python predict.py <checkpoint>.ckpt digit.png photo.jpg [--topk 3] [--invert]
+    python predict.py <checkpoint>.ckpt digit.png photo.jpg [--topk 3] [--invert | --no-auto-invert]
 
-Any size, grey or colour: each image is converted to the channel count and resized
-to the size the model was trained on (with a notice), then normalised as in training.
+Any size, grey or colour, 8 or 16 bits, with or without transparency: each image is converted to
+the channel count and size the model was trained on (a non-square one is padded to a square with
+the training images' background first, so its aspect ratio is kept), transparent parts are filled
+with that background, and, for a model of light-on-dark digits, an image whose border is light (a
+dark digit on paper) is inverted; each conversion is named in a note on stderr. The images are then
+normalised as in training. A file that cannot be read is reported and the others are classified;
+the exit status is then 1.
+
+Arguments are parsed before torch is imported, and the network is built from the checkpoint
+without Lightning (``models.checkpoint.read_checkpoint`` + ``models.get_model``), so the command
+starts quickly.
 """
 
 from __future__ import annotations
@@ -13,76 +22,142 @@ import os
 import sys
 from pathlib import Path
 
-import torch
-import torch.nn.functional as F
-
-from models.classifier import Classifier, checkpoint_data_state
-from models.cli import friendly_errors
-from models.data import transform_batch
-from models.errors import ImageError
+MNIST_FAMILY = ("MNISTDataModule", "FashionMNISTDataModule", "KMNISTDataModule")
 
 
-def load_image(path: Path, channels: int, size: int, invert: bool = False) -> tuple[torch.Tensor, list[str]]:
-    """A uint8 ``(channels, size, size)`` tensor, and the notices about what was converted."""
-    from torchvision.io import ImageReadMode, decode_image, read_file
+def training_background(state: dict | None, in_channels: int) -> tuple[int, bool]:
+    """``(background, clear)``: the grey level (0 or 255) of the training images' background, and
+    whether they have a clear one (light strokes on dark or the reverse, as MNIST's digits), which is
+    when an image of the opposite polarity is worth inverting. The MNIST family: black, clear. Other
+    data: from the mean grey level saved in the checkpoint (< 0.5: black; clear below 0.35 or above
+    0.65; CIFAR-10's 0.47 has no clear background)."""
+    state = state or {}
+    if str(state.get("target", "")).rsplit(".", 1)[-1] in MNIST_FAMILY:
+        return 0, True
+    mean = state.get("mean")
+    if mean:
+        m = sum(mean) / len(mean)
+        return (0 if m < 0.5 else 255), (m < 0.35 or m > 0.65)
+    return 0, in_channels == 1
 
-    if not path.exists():
-        raise ImageError(f"{path}: no such file")
-    if path.is_dir():
-        raise ImageError(f"{path} is a directory; pass image files (e.g. {path}/*.png)")
+
+def load_network(ckpt_path):
+    """``(net, ckpt)``: the checkpoint's network (CPU, eval mode) with its weights, and the checkpoint.
+    Built with :func:`models.get_model` from the checkpoint's hyperparameters, as the Classifier
+    builds it; a :class:`CheckpointError` naming the file when they do not fit."""
+    import torch
+
+    import models
+    from models.checkpoint import read_checkpoint
+    from models.errors import CheckpointError, UserError
+
+    ckpt = read_checkpoint(ckpt_path)
+    hp = ckpt["hyper_parameters"]
     try:
-        img = decode_image(read_file(str(path)), mode=ImageReadMode.UNCHANGED)
-    except Exception:
-        raise ImageError(f"{path} is not an image that can be read (PNG, JPEG, GIF, WebP)") from None
-    notices = []
-    if img.shape[0] == 4:  # drop alpha
-        img = img[:3]
-    if img.shape[0] != channels:
-        notices.append(f"converted from {img.shape[0]} to {channels} channel(s)")
-        img = img.float().mean(0, keepdim=True) if channels == 1 else img.expand(3, -1, -1).float()
-    if tuple(img.shape[-2:]) != (size, size):
-        notices.append(f"resized from {img.shape[2]}x{img.shape[1]} to {size}x{size}")
-        img = F.interpolate(img[None].float(), size=(size, size), mode="bilinear", antialias=True)[0]
-    img = img.round().clamp(0, 255).to(torch.uint8)
-    if invert:
-        img = 255 - img
-    return img, notices
+        kwargs = dict(hp.get("model_kwargs") or {})
+        net = models.get_model(hp["model"], in_channels=hp.get("in_channels", 1), num_classes=hp.get("num_classes", 10),
+                               input_size=hp.get("input_size", 28), **kwargs)
+    except (UserError, TypeError, ValueError) as e:
+        raise CheckpointError(f"{ckpt_path}: cannot build the model it names ({hp.get('model')!r}): {e}") from None
+    weights = {k[len("net."):]: v for k, v in ckpt["state_dict"].items() if k.startswith("net.")}
+    try:
+        if not weights:
+            raise RuntimeError("it holds no network weights (no 'net.' keys in its state_dict)")
+        net.load_state_dict(weights)
+    except RuntimeError as e:
+        raise CheckpointError(
+            f"{ckpt_path}: its weights do not fit the model it names ({hp.get('model')!r}): {str(e).splitlines()[0]}"
+        ) from None
+    if hp.get("channels_last"):
+        net = net.to(memory_format=torch.channels_last)
+    return net.eval(), ckpt
 
 
-def predict(ckpt_path: str, images: list[str], topk: int = 3, invert: bool = False) -> list[list[tuple[str, float]]]:
-    model, ckpt = Classifier.load_with_checkpoint(ckpt_path)
-    hp = model.hparams
+def predict(ckpt_path: str, images: list[str], topk: int = 3, invert: bool = False, auto_invert: bool = True,
+            on_error=None, on_notice=None) -> list[list[tuple[str, float]] | None]:
+    """The top ``topk`` ``(class, probability)`` pairs of each image. A file that cannot be read raises
+    its :class:`ImageError`, or, with ``on_error(name, error)``, is reported there and gets ``None``.
+    ``on_notice(name, text)`` receives the notes about each image's conversion (default: stderr)."""
+    import torch
+
+    from models.checkpoint import checkpoint_data_state
+    from models.errors import ConfigError, ImageError
+    from models.images import decode_image, transform_batch
+
+    net, ckpt = load_network(ckpt_path)
+    hp = ckpt["hyper_parameters"]
+    channels, size, n_classes = hp.get("in_channels", 1), hp.get("input_size", 28), hp.get("num_classes", 10)
+    if isinstance(topk, bool) or not isinstance(topk, int) or not 1 <= topk <= n_classes:
+        raise ConfigError(f"--topk must be between 1 and {n_classes} (the model's classes), got {topk}")
     state = checkpoint_data_state(ckpt) or {}
-    classes = state.get("classes") or [str(i) for i in range(hp.num_classes)]
-    data_hp = state.get("hparams", {})
-    results = []
+    classes = state.get("classes") or [str(i) for i in range(n_classes)]
+    background, clear = training_background(state, channels)
+    on_notice = on_notice or (lambda name, text: print(f"note: {name}: {text}", file=sys.stderr))
+    batch, done = [], []
     for name in images:
-        x, notices = load_image(Path(name), hp.in_channels, hp.input_size, invert)
-        for n in notices:
-            print(f"note: {name}: {n}", file=sys.stderr)
-        x = transform_batch(x[None], state.get("mean", [0.5] * hp.in_channels), state.get("std", [0.5] * hp.in_channels),
-                            data_hp.get("normalize", "standard"))
+        try:
+            x, notices = decode_image(Path(name), channels, size, background=background, invert=invert,
+                                      auto_invert=auto_invert and clear)
+        except ImageError as e:
+            if on_error is None:
+                raise
+            on_error(name, e)
+            continue
+        for text in notices:
+            on_notice(name, text)
+        batch.append(x)
+        done.append(name)
+    results: dict[str, list[tuple[str, float]]] = {}
+    if batch:
+        x = transform_batch(torch.stack(batch), state.get("mean") or [0.5] * channels,
+                            state.get("std") or [0.5] * channels, state.get("hparams", {}).get("normalize", "standard"))
+        if hp.get("channels_last"):
+            x = x.contiguous(memory_format=torch.channels_last)
         with torch.no_grad():
-            probs = model(x).softmax(dim=1)[0]
-        p, i = probs.topk(min(topk, len(probs)))
-        results.append([(classes[j], float(q)) for q, j in zip(p.tolist(), i.tolist())])
-    return results
+            scores = net(x)
+            if hp.get("tta_flip"):  # the model was evaluated as the mean with the mirror image
+                scores = (scores + net(x.flip(3))) / 2
+            probs = scores.float().softmax(dim=1)
+        p, i = probs.topk(topk, dim=1)
+        for name, ps, js in zip(done, p.tolist(), i.tolist()):
+            results[name] = [(classes[j] if j < len(classes) else str(j), q) for q, j in zip(ps, js)]
+    return [results.get(name) for name in images]
 
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("checkpoint", help="a .ckpt file written by train.py")
-    parser.add_argument("images", nargs="+", help="image files (PNG, JPEG, ...)")
-    parser.add_argument("--topk", type=int, default=3, help="how many classes to print per image")
-    parser.add_argument("--invert", action="store_true", help="invert grey levels (dark digits on light paper)")
+    parser.add_argument("images", nargs="+", help="image files (PNG, JPEG, GIF, WebP, BMP, TIFF)")
+    parser.add_argument("--topk", type=int, default=3, help="how many classes to print per image (default 3)")
+    parser.add_argument("--invert", action="store_true", help="always invert grey levels")
+    parser.add_argument("--no-auto-invert", dest="auto_invert", action="store_false",
+                        help="do not invert an image whose border is light for a model of light-on-dark digits")
     parser.add_argument("--debug", action="store_true", help="show tracebacks")
     args = parser.parse_args(argv)
     if args.debug:
         os.environ["NEOLENET_DEBUG"] = "1"
-    with friendly_errors():
-        results = predict(args.checkpoint, args.images, args.topk, args.invert)
+    failed = []
+
+    def report(name, error):
+        failed.append(name)
+        print(f"error: {error}", file=sys.stderr)
+
+    try:
+        results = predict(args.checkpoint, args.images, args.topk, args.invert, args.auto_invert, on_error=report)
+    except Exception as e:
+        from models.errors import UserError
+
+        debug = os.environ.get("NEOLENET_DEBUG") == "1" or os.environ.get("HYDRA_FULL_ERROR") == "1"
+        if not isinstance(e, UserError) or debug:
+            raise
+        print(f"error: {e}", file=sys.stderr)
+        sys.exit(2)
     for name, top in zip(args.images, results):
-        print(f"{name}: " + ", ".join(f"{c} ({p:.3f})" for c, p in top))
+        if top is not None:
+            print(f"{name}: " + ", ".join(f"{c} ({p:.3f})" for c, p in top))
+    if failed:
+        print(f"error: {len(failed)} of {len(args.images)} file(s) could not be read", file=sys.stderr)
+        sys.exit(1)
 
 
 if __name__ == "__main__":

@@ -25,10 +25,8 @@ import torch.nn.functional as F
 import torchvision
 from torch.utils.data import DataLoader, Sampler
 
-from .errors import ConfigError, DataError
-
-NORMALIZATIONS = ("standard", "lecun", "unit")
-IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp"}
+from .errors import ConfigError, DataError, ImageError
+from .images import DECODER_VERSION, IMAGE_SUFFIXES, NORMALIZATIONS, decode_image, transform_batch  # noqa: F401
 
 
 def default_root() -> str:
@@ -37,31 +35,6 @@ def default_root() -> str:
 
 def cache_dir() -> Path:
     return Path(os.environ.get("NEOLENET_CACHE_DIR") or Path.home() / ".cache" / "neolenet")
-
-
-def transform_batch(
-    x: torch.Tensor,
-    mean: list[float],
-    std: list[float],
-    normalize: str = "standard",
-    resize: int | None = None,
-) -> torch.Tensor:
-    """uint8 ``(B, C, H, W)`` -> normalised float batch, on whatever device ``x`` is.
-
-    ``standard``: (x/255 - mean) / std, as torchvision's ToTensor + Normalize.
-    ``lecun``: background (0) -> -0.1, foreground (255) -> 1.175 (LeCun et al. 1998, II.B).
-    ``unit``: x / 255.
-    """
-    x = x.float().div_(255.0)
-    if resize is not None and x.shape[-1] != resize:
-        x = F.interpolate(x, size=(resize, resize), mode="bilinear", antialias=True, align_corners=False)
-    if normalize == "standard":
-        m = torch.tensor(mean, device=x.device).view(1, -1, 1, 1)
-        s = torch.tensor(std, device=x.device).view(1, -1, 1, 1)
-        x = (x - m) / s
-    elif normalize == "lecun":
-        x = x * 1.275 - 0.1
-    return x
 
 
 def random_crop_flip(x: torch.Tensor, pad: int, flip: bool) -> torch.Tensor:
@@ -406,6 +379,9 @@ class MNISTDataModule(TensorDataModule):
         names = [Path(url).name.removesuffix(".gz") for url, _ in cls.resources]
         present = all((raw / n).exists() for n in names)
         if not present and self.hparams.download:
+            # the folders the download creates (data root, MNIST/, MNIST/raw/): removed again if it fails,
+            # so that a failed download leaves nothing behind (none of them existed, so all in them is its own)
+            created = [d for d in (self.root, raw.parent, raw) if not d.exists()]
             try:
                 cls(str(self.root), train=train, download=True)
             except Exception as e:  # no network, server error, ...
@@ -413,6 +389,10 @@ class MNISTDataModule(TensorDataModule):
             else:
                 err = None
             present = all((raw / n).exists() for n in names)
+            if not present and created:
+                import shutil
+
+                shutil.rmtree(created[0], ignore_errors=True)
         if not present:
             raise DataError(
                 f"{cls.__name__} not found in {self.root.resolve()} and it could not be downloaded"
@@ -434,6 +414,15 @@ class MNISTDataModule(TensorDataModule):
             raise DataError(
                 f"{cls.__name__} files in {raw.resolve()} have unexpected shapes: images {tuple(x.shape)}, "
                 f"labels {tuple(y.shape)}. Delete them and download again."
+            )
+        bad = (y < 0) | (y >= len(self.classes))
+        if bool(bad.any()):
+            i = int(bad.nonzero()[0, 0])
+            labels = raw / next(n for n in names if "labels" in n and n.startswith("train") == train)
+            raise DataError(
+                f"{labels.resolve()} holds the label {int(y[i])} (at index {i}; {int(bad.sum())} label(s) in all outside "
+                f"0..{len(self.classes) - 1}): {cls.__name__} has {len(self.classes)} classes. The file is corrupt or not "
+                f"{cls.__name__}'s labels; delete it and download again (or copy an intact one there)."
             )
         return x.unsqueeze(1).contiguous(), y.long()
 
@@ -468,11 +457,15 @@ def load_image_folder(
 ) -> tuple[torch.Tensor, torch.Tensor, list[str]]:
     """Read ``folder/<class>/<image>`` files into a uint8 ``(N, channels, size, size)`` tensor.
 
-    Images of another size are resized, and of another channel count converted. The
-    result is cached (keyed by the folder, its file list and modification times) in
-    :func:`cache_dir`, so a second run reads one file instead of decoding every image.
+    Each file is decoded by :func:`models.images.decode_image`, as predict.py decodes its images:
+    16-bit images scaled to 8 bits, transparency composited over black, the channel count
+    converted, a non-square image padded to a square (black) and resized. The result is cached
+    (keyed by the folder, its file list and modification times) in :func:`cache_dir`
+    (``images-<key>.pt``), so a second run reads one file instead of decoding every image;
+    deleting that file is safe (it is rebuilt). Decoding many images prints its progress on stderr.
     """
-    from torchvision.io import ImageReadMode, decode_image
+    import sys
+    import time
 
     if not folder.is_dir():
         raise DataError(f"image folder {folder.resolve()} does not exist")
@@ -488,26 +481,29 @@ def load_image_folder(
             f"no images found in {folder.resolve()}: expected {folder}/<class>/<image>.png (or .jpg) files"
         )
     key = hashlib.sha1(
-        repr((str(folder.resolve()), channels, size, classes, [(str(f), f.stat().st_mtime_ns) for f, _ in files])).encode()
+        repr((str(folder.resolve()), channels, size, classes, [(str(f), f.stat().st_mtime_ns) for f, _ in files],
+              DECODER_VERSION)).encode()
     ).hexdigest()[:16]
     cached = cache_dir() / f"images-{key}.pt"
     if cached.exists():
         try:
-            x, y = torch.load(cached)
+            x, y = torch.load(cached, weights_only=True)
             return x, y, classes
         except Exception:
             pass  # a bad cache is rebuilt below
-    mode = ImageReadMode.GRAY if channels == 1 else ImageReadMode.RGB
     images = []
-    for f, _ in files:
+    start = last = time.monotonic()
+    for i, (f, _) in enumerate(files):
         try:
-            img = decode_image(torchvision.io.read_file(str(f)), mode=mode)
-        except Exception as e:
+            img, _notes = decode_image(f, channels, size)
+        except ImageError as e:
             raise DataError(f"{f} could not be read as an image ({e}); remove it or replace it") from None
-        if size is not None and tuple(img.shape[-2:]) != (size, size):
-            img = F.interpolate(img[None].float(), size=(size, size), mode="bilinear", antialias=True)[0]
-            img = img.round().clamp(0, 255).to(torch.uint8)
         images.append(img)
+        now = time.monotonic()
+        if now - last >= 5.0:  # a large folder (CIFAR-10's 50,000 PNGs): say what is happening
+            last = now
+            print(f"decoding {folder}: {i + 1:,}/{len(files):,} images ({now - start:.0f} s; once: "
+                  f"cached for the next runs in {cached})", file=sys.stderr, flush=True)
     shapes = {tuple(i.shape) for i in images}
     if len(shapes) > 1:
         raise DataError(f"images in {folder} have different sizes {sorted(shapes)[:3]}...; set data.image_size")
@@ -515,9 +511,11 @@ def load_image_folder(
     y = torch.tensor([label for _, label in files], dtype=torch.long)
     try:
         cached.parent.mkdir(parents=True, exist_ok=True)
-        tmp = cached.with_suffix(".tmp")
+        tmp = cached.with_suffix(f".tmp{os.getpid()}")
         torch.save((x, y), tmp)
         os.replace(tmp, cached)
+        print(f"decoded {len(files):,} images of {folder}; cached in {cached} ({cached.stat().st_size / 1e6:.0f} MB; "
+              f"NEOLENET_CACHE_DIR moves it, deleting it is safe)", file=sys.stderr)
     except OSError:
         pass  # caching is an optimisation only
     return x, y, classes
@@ -581,25 +579,65 @@ class CIFAR10DataModule(TensorDataModule):
 
 class ImageFolderDataModule(TensorDataModule):
     """A user's own images: ``root/train/<class>/*`` and ``root/test/<class>/*`` (any size,
-    resized to ``image_size``; grey or colour, converted to ``in_channels``)."""
+    padded to a square and resized to ``image_size``; grey or colour, converted to ``in_channels``;
+    decoded as predict.py decodes, :func:`models.images.decode_image`).
 
-    def __init__(self, root: str | None = None, in_channels: int = 3, image_size: int = 32, **kwargs):
+    Before anything is decoded, the class folders are checked: ``num_classes`` (the model's output
+    count) must equal the number of training class folders, there must be at least two, none may be
+    empty, and the test split may only hold classes that the training split has."""
+
+    def __init__(self, root: str | None = None, in_channels: int = 3, image_size: int = 32,
+                 num_classes: int | None = None, **kwargs):
         if not isinstance(image_size, int) or image_size < 1:
             raise ConfigError(f"data.image_size must be a positive integer, got {image_size!r}")
         if in_channels not in (1, 3):
             raise ConfigError(f"data.in_channels must be 1 or 3 for image folders, got {in_channels!r}")
+        if num_classes is not None and (isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 2):
+            raise ConfigError(f"data.num_classes must be an integer >= 2 (the number of class folders), got {num_classes!r}")
         super().__init__(root=root, **kwargs)
-        self.hparams.update(in_channels=in_channels, image_size=image_size)
+        self.hparams.update(in_channels=in_channels, image_size=image_size, num_classes=num_classes)
         self.mean = self.std = None
+
+    def check_classes(self) -> list[str]:
+        """The training class folders' names, checked (see the class's docstring)."""
+        train, test = self.root / "train", self.root / "test"
+        classes = sorted(p.name for p in train.iterdir() if p.is_dir())
+        if not classes:
+            raise DataError(f"{train.resolve()} has no class folders: data=image_folder expects "
+                            f"{train}/<class>/<image> files, one folder per class")
+        empty = [c for c in classes if not any(f.suffix.lower() in IMAGE_SUFFIXES for f in (train / c).iterdir())]
+        if empty:
+            raise DataError(f"class folder(s) {', '.join(str(train / c) for c in empty)} hold no images "
+                            f"({', '.join(sorted(IMAGE_SUFFIXES))}); add images or remove the folder(s)")
+        named = ", ".join(classes[:20]) + (", ..." if len(classes) > 20 else "")
+        if len(classes) < 2:
+            raise DataError(f"{train.resolve()} has only one class folder ({named}); a classifier needs at least "
+                            f"two classes: add a folder of images for each other class")
+        n = self.hparams.get("num_classes")
+        if n is not None and n != len(classes):
+            raise DataError(
+                f"data.num_classes={n} but {train.resolve()} has {len(classes)} class folders ({named}); "
+                f"set data.num_classes={len(classes)} (the model needs one output per class)"
+            )
+        if test.is_dir():
+            extra = sorted(p.name for p in test.iterdir() if p.is_dir() and p.name not in classes)
+            if extra:
+                raise DataError(
+                    f"{test.resolve()} has class folder(s) that {train.resolve()} lacks: {', '.join(extra[:20])}; "
+                    f"the model can only learn the training classes ({named}): rename them to training "
+                    f"classes, add training images for them, or remove them"
+                )
+        return classes
 
     def load_split(self, train: bool):
         split = self.root / ("train" if train else "test")
-        if not split.is_dir():
-            raise DataError(
-                f"image folder {split.resolve()} not found: data=image_folder expects "
-                f"{self.root}/train/<class>/<image> and {self.root}/test/<class>/<image> files"
-            )
-        classes = sorted(p.name for p in (self.root / "train").iterdir() if p.is_dir())
+        for folder in (self.root / "train", split):
+            if not folder.is_dir():
+                raise DataError(
+                    f"image folder {folder.resolve()} not found: data=image_folder expects "
+                    f"{self.root}/train/<class>/<image> and {self.root}/test/<class>/<image> files"
+                )
+        classes = self.check_classes()
         x, y, classes = load_image_folder(split, self.hparams.in_channels, self.hparams.image_size, classes)
         self.classes = tuple(classes)
         if train:
