@@ -1,6 +1,8 @@
-"""Property-based tests (hypothesis): random valid model configs build, run forward and backward
-and give the promised output shape; random invalid ones raise the project's ConfigError with a
-message that names the offending setting, never an internal PyTorch error.
+"""Property-based tests (hypothesis): random model configs build, run forward and backward and give
+the promised output shape exactly when the lecture's size formulas (computed here, independently
+of the models' own checks) say they fit; the others raise the project's ConfigError with a message
+that names the offending setting, never an internal PyTorch error. A valid config refused is a
+failure as much as an invalid one accepted.
 
 The budget is small (a few dozen examples per property, small images) so the suite stays fast;
 raise it locally with ``HYPOTHESIS_PROFILE=long pytest tests/test_fuzz.py``."""
@@ -42,25 +44,103 @@ def run_forward_backward(net: torch.nn.Module, in_channels: int, size: int, num_
         assert any(p.grad is not None and torch.isfinite(p.grad).all() for p in params)
 
 
-def build_or_config_error(name: str, **kwargs):
-    """Build the model; a ConfigError (with a message) is an acceptable answer, anything else is not."""
-    try:
-        return models.get_model(name, **kwargs)
-    except ConfigError as e:
-        assert str(e).strip(), "a ConfigError without a message"
-        return None
+# --- sizes: what each model promises, computed here independently of the model's own checks --------
+
+
+def conv_out(n: int, k: int, stride: int, p_lo: int, p_hi: int) -> int:
+    """The lecture's output-size formula, floor((N + P_L + P_R - M) / S) + 1 (as F.conv2d)."""
+    return (n + p_lo + p_hi - k) // stride + 1
+
+
+def pool_out(n: int, p: int, stride: int) -> int:
+    return (n - p) // stride + 1
+
+
+def first_block_too_small(blocks: list[dict], size: int, kind: str) -> int | None:
+    """The index of the first convnet block / Neocognitron stage whose maps shrink below 1x1 for
+    an input of side ``size`` (None: every block fits), from the formulas alone."""
+    n = size
+    for i, b in enumerate(blocks):
+        if kind == "convnet":
+            k, s, pad, pool = b.get("kernel", 3), b.get("stride", 1), b.get("padding", 0), b.get("pool")
+            p = b.get("pool_size", 2) if pool not in (None, "none") else None
+        else:  # neocognitron stage: S-layer then C-layer (max/avg/blur pooling, stride = its kernel)
+            k, s, pad = b.get("s_kernel", 5), b.get("s_stride", 1), b.get("s_padding", "same")
+            p = b.get("c_kernel", 2)
+        lo, hi = ((k - 1) // 2, k - 1 - (k - 1) // 2) if pad == "same" else (pad, pad)
+        n = conv_out(n, k, s, lo, hi)
+        if n < 1:
+            return i
+        if p is not None:
+            n = pool_out(n, p, p)
+            if n < 1:
+                return i
+    return None
+
+
+def build_as_the_formulas_say(name: str, layers: list[dict], size: int, **kwargs):
+    """Build ``name`` with blocks/stages ``layers`` (also in ``kwargs``): it must build when the
+    formulas say every one fits, and be refused with a ConfigError naming the first that does not
+    fit otherwise."""
+    bad = first_block_too_small(layers, size, name)
+    if bad is None:
+        return models.get_model(name, input_size=size, **kwargs)
+    with pytest.raises(ConfigError) as info:
+        models.get_model(name, input_size=size, **kwargs)
+    where = f"convnet block {bad}" if name == "convnet" else f"neocognitron stage {bad}"
+    assert where in str(info.value), str(info.value)
+    return None
+
+
+# The input sides each registered network accepts with its default architecture (in_channels 1-3,
+# any number of classes), from its paper's layer table: a model missing here fails the test below.
+ACCEPTED_SIZES = {
+    "convnet": range(4, 1000),  # two 3x3 'same' convs, each followed by 2x2 max pooling
+    "neocognitron": range(4, 1000),  # two stages: 5x5 'same' S-planes, 2x2 C-planes
+    "neocognitron_fukushima": range(1, 1000),  # every layer pads: any size
+    "lenet1": range(16, 1000),  # 5x5 conv, 2x2 subsampling, 5x5 conv, 2x2: (N - 4) // 2 - 4 >= 2
+    "lenet4": range(1, 33),  # padded to its 32x32 input field; larger inputs refused
+    "lenet5": range(1, 33),
+    "lenet5_modern": range(1, 33),
+    "lenet1989": range(16, 17),  # 16x16 only (its H1/H2 connection scheme is for that size)
+}
 
 
 # --- every registered model: sizes, channels, classes ------------------------------------------
 
 
-@settings(settings.get_profile(PROFILE))
-@given(name=st.sampled_from(models.list_models()), in_channels=st.sampled_from([1, 3]),
-       num_classes=st.integers(2, 12), size=st.integers(4, 40))
-def test_every_model_either_runs_or_refuses_the_size_clearly(name, in_channels, num_classes, size):
-    net = build_or_config_error(name, in_channels=in_channels, num_classes=num_classes, input_size=size)
-    if net is not None:
-        run_forward_backward(net, in_channels, size, num_classes)
+def test_every_registered_model_states_the_sizes_it_accepts():
+    assert set(ACCEPTED_SIZES) == set(models.list_models())
+
+
+@pytest.mark.parametrize("name", models.list_models())
+def test_every_model_builds_exactly_the_sizes_it_promises(name):
+    """A valid size refused is as much a failure as an invalid one built."""
+    for size in range(1, 41):
+        if size in ACCEPTED_SIZES[name]:
+            models.get_model(name, in_channels=1, num_classes=10, input_size=size)
+        else:
+            with pytest.raises(ConfigError) as info:
+                models.get_model(name, in_channels=1, num_classes=10, input_size=size)
+            assert "input" in str(info.value) or "fit" in str(info.value), str(info.value)
+
+
+# LeNet-5's RBF output has the 10 digit bitmaps: 10 classes only (else output=linear, refused below).
+ACCEPTED_CLASSES = {"lenet5": range(10, 11)}
+
+
+@pytest.mark.parametrize("name", models.list_models())
+@settings(settings.get_profile(PROFILE), max_examples=6)
+@given(in_channels=st.sampled_from([1, 3]), num_classes=st.integers(2, 12), size=st.integers(4, 40))
+def test_every_model_runs_at_the_sizes_it_accepts(name, in_channels, num_classes, size):
+    if size not in ACCEPTED_SIZES[name]:
+        return
+    if num_classes not in ACCEPTED_CLASSES.get(name, range(2, 1000)):
+        with pytest.raises(ConfigError, match="num_classes"):
+            models.get_model(name, in_channels=in_channels, num_classes=num_classes, input_size=size)
+        return
+    net = models.get_model(name, in_channels=in_channels, num_classes=num_classes, input_size=size)
+    run_forward_backward(net, in_channels, size, num_classes)
 
 
 @settings(settings.get_profile(PROFILE))
@@ -97,8 +177,8 @@ def convnet_block():
 @given(blocks=st.lists(convnet_block(), min_size=1, max_size=3), mlp=st.lists(st.integers(1, 16), max_size=2),
        in_channels=st.sampled_from([1, 3]), size=st.integers(6, 32), num_classes=st.integers(2, 10))
 def test_random_convnets_run_or_refuse_their_sizes(blocks, mlp, in_channels, size, num_classes):
-    net = build_or_config_error("convnet", in_channels=in_channels, num_classes=num_classes, input_size=size,
-                                blocks=blocks, mlp=mlp)
+    net = build_as_the_formulas_say("convnet", blocks, size, in_channels=in_channels, num_classes=num_classes,
+                                    blocks=blocks, mlp=mlp)
     if net is not None:
         run_forward_backward(net, in_channels, size, num_classes)
 
@@ -146,8 +226,8 @@ def neocognitron_stage():
 def test_random_neocognitrons_run_or_refuse_their_sizes(stages, decision, size, num_classes):
     if "neocognitron" not in models.list_models():
         pytest.skip("neocognitron is not registered")
-    net = build_or_config_error("neocognitron", in_channels=1, num_classes=num_classes, input_size=size,
-                                stages=stages, decision=decision, dropout=0.0)
+    net = build_as_the_formulas_say("neocognitron", stages, size, in_channels=1, num_classes=num_classes,
+                                    stages=stages, decision=decision, dropout=0.0)
     if net is not None:
         run_forward_backward(net, 1, size, num_classes)
 

@@ -215,6 +215,26 @@ def test_scan_conv2d_in_row_blocks_equals_one_block(monkeypatch):
     torch.testing.assert_close(ops.scan_conv2d(x, w, stride=(2, 1), padding=(1, 0, 2, 1)), whole)
 
 
+def test_scan_conv2d_in_groups_of_images_keeps_each_image_in_place(monkeypatch):
+    """Whole images in groups of 2 (5 images: groups of 2, 2, 1): each output is its own image's
+    convolution (a reversed group, or reversed groups, would put images in the wrong place)."""
+    g = torch.Generator().manual_seed(3)
+    x, w = torch.randn(5, 2, 20, 19, generator=g), torch.randn(5, 2, 4, 3, generator=g)
+    ref = reference_conv(x, w, None, (2, 1), (1, 0, 2, 1))
+    ho, wo = ref.shape[-2:]
+    monkeypatch.setattr(ops, "SCAN_CHUNK_ELEMENTS", 2 * 2 * 4 * 3 * wo * ho)  # two whole images a group
+    torch.testing.assert_close(ops.scan_conv2d(x, w, stride=(2, 1), padding=(1, 0, 2, 1)), ref, rtol=1e-4, atol=1e-4)
+
+
+def test_fft_conv2d_in_groups_of_images_keeps_each_image_in_place(monkeypatch):
+    g = torch.Generator().manual_seed(4)
+    x, w, b = torch.randn(5, 2, 12, 11, generator=g), torch.randn(3, 2, 3, 4, generator=g), torch.randn(3, generator=g)
+    lh, lw = ops.fft_size(12 + 0 + 2), ops.fft_size(11 + 1 + 1)  # of the padded images
+    monkeypatch.setattr(ops, "FFT_GROUP_ELEMENTS", 2 * (2 + 3) * lh * (lw // 2 + 1))  # groups of 2, 2, 1
+    ref = reference_conv(x, w, b, (1, 2), (1, 1, 0, 2))
+    torch.testing.assert_close(ops.fft_conv2d(x, w, b, (1, 2), (1, 1, 0, 2)), ref, rtol=1e-4, atol=1e-4)
+
+
 def test_one_by_one_filter_is_a_perceptron_over_the_depth():
     x, w, b = torch.randn(2, 5, 6, 7), torch.randn(3, 5, 1, 1), torch.randn(3)
     per_pixel = torch.einsum("bchw,kc->bkhw", x, w[:, :, 0, 0]) + b.view(1, -1, 1, 1)

@@ -271,6 +271,19 @@ def test_sigkill_while_writing_a_checkpoint_never_corrupts_it(tmp_path):
                 read_checkpoint(target)
 
 
+def test_a_reader_of_the_old_checkpoint_never_sees_it_overwritten(tmp_path):
+    """Atomic means the old file is replaced, never written over: a reader that opened last.ckpt
+    before a save (eval.py while training goes on) still reads the whole old checkpoint. Writing a
+    temporary file and then copying it over the target (not atomic: a kill mid-copy tears it) fails this."""
+    target = tmp_path / "last.ckpt"
+    atomic_torch_save({"w": torch.zeros(200_000)}, target)
+    before = target.read_bytes()
+    with open(target, "rb") as reader:
+        atomic_torch_save({"w": torch.ones(200_000)}, target)
+        assert reader.read() == before
+    assert torch.load(target, weights_only=True)["w"].eq(1).all()
+
+
 # --- 4. divergence ------------------------------------------------------------------------------
 
 
