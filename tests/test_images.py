@@ -215,6 +215,28 @@ def test_topk_outside_the_models_classes_is_one_clear_line(ckpt, digits, tmp_pat
     assert code == 0 and len(probabilities(out.strip())) == 10
 
 
+@pytest.mark.parametrize("tta_flip, channels_last", [(False, False), (True, True)])
+def test_predict_scores_as_the_classifier_does_without_lightning(ckpt, digits, tmp_path, tta_flip, channels_last):
+    """predict.py builds the network from the checkpoint itself (no LightningModule): the same
+    probabilities as the Classifier's evaluation, with its test-time flip and memory format."""
+    from models.classifier import Classifier
+    from models.data import MNISTDataModule
+
+    saved = torch.load(ckpt, map_location="cpu", weights_only=True)
+    saved["hyper_parameters"].update(tta_flip=tta_flip, channels_last=channels_last)
+    path = tmp_path / "flip.ckpt"
+    torch.save(saved, path)
+    files = [save(digits[0][i], tmp_path / f"{i}.png") for i in range(4)]
+    ours = predict_script.predict(str(path), [str(f) for f in files], topk=10)
+    model, _ = Classifier.load_with_checkpoint(path)
+    x = MNISTDataModule(root=str(tmp_path), normalize="standard").transform(torch.from_numpy(digits[0][:4])[:, None])
+    with torch.no_grad():
+        _, scores, _ = model._shared_step((x, torch.zeros(4, dtype=torch.long)))
+    probs = scores.softmax(1)
+    for top, p in zip(ours, probs):
+        assert {c: round(q, 5) for c, q in top} == {str(j): round(float(p[j]), 5) for j in range(10)}
+
+
 def test_a_checkpoint_whose_weights_do_not_fit_names_the_file(ckpt, tmp_path, capsys):
     saved = torch.load(ckpt, map_location="cpu", weights_only=True)
     saved["hyper_parameters"]["model_kwargs"] = {"mlp": [17]}
