@@ -7,20 +7,28 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import hydra
-import lightning as L
-import torch
 from hydra.utils import instantiate
 from omegaconf import DictConfig
 
-import models  # noqa: F401  (registers the models and the ${coalesce:} resolver)
-from models.classifier import Classifier, checkpoint_data_state
-from models.cli import friendly_errors, instantiate_trainer
+import models  # noqa: F401  (cheap, no torch: registers the ${coalesce:} and ${run_stamp:} resolvers)
 from models.errors import CheckpointError, ConfigError
+from models.quiet import quiet_third_party
+
+if TYPE_CHECKING:
+    from models.classifier import Classifier
+
+# torch, Lightning and the models are imported in the functions that use them: --help and --cfg
+# (answered by Hydra before main runs) take a fraction of a second (benchmarks/bench_startup.py).
+quiet_third_party()  # the known third-party tips and deprecation warnings (models/quiet.py)
 
 
 def build_datamodule(cfg: DictConfig, model: Classifier, ckpt: dict):
     """The data module named on the command line, else the one the checkpoint was trained on."""
+    from models.classifier import checkpoint_data_state
+
     hp = model.hparams
     if cfg.get("data") is None:
         state = checkpoint_data_state(ckpt)
@@ -41,6 +49,12 @@ def build_datamodule(cfg: DictConfig, model: Classifier, ckpt: dict):
 
 
 def evaluate(cfg: DictConfig) -> dict[str, float]:
+    import lightning as L
+    import torch
+
+    from models.classifier import Classifier
+    from models.cli import instantiate_trainer
+
     L.seed_everything(cfg.seed, workers=True)
     torch.set_float32_matmul_precision(cfg.matmul_precision)
     model, ckpt = Classifier.load_with_checkpoint(cfg.ckpt_path)
@@ -52,6 +66,8 @@ def evaluate(cfg: DictConfig) -> dict[str, float]:
 
 @hydra.main(version_base="1.3", config_path="configs", config_name="eval")
 def main(cfg: DictConfig) -> None:
+    from models.cli import friendly_errors
+
     with friendly_errors():
         metrics = evaluate(cfg)
     print(f"test/acc: {metrics['test/acc']:.4f}  test/loss: {metrics['test/loss']:.4f}  ({cfg.ckpt_path})")

@@ -17,24 +17,34 @@ import json
 import logging
 from pathlib import Path
 
+from typing import TYPE_CHECKING
+
 import hydra
-import models  # noqa: F401  (registers the models and the ${coalesce:} resolver)
-import lightning as L
-import torch
 from hydra.utils import instantiate
-from lightning.pytorch.callbacks import LearningRateMonitor, ProgressBar, Timer
-from lightning.pytorch.loggers import TensorBoardLogger
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
-from models.classifier import check_resume_checkpoint
-from models.cli import friendly_errors, instantiate_group, instantiate_trainer
-from models.distributed import ddp_scope
+import models  # noqa: F401  (cheap, no torch: registers the ${coalesce:} and ${run_stamp:} resolvers)
+from models.quiet import quiet_third_party
 
+if TYPE_CHECKING:
+    import lightning as L
+    from lightning.pytorch.callbacks import Timer
+
+# torch, Lightning and the models are imported in the functions that use them: --help and --cfg
+# (answered by Hydra before main runs) take a fraction of a second (benchmarks/bench_startup.py).
+quiet_third_party()  # the known third-party tips and deprecation warnings (models/quiet.py)
 log = logging.getLogger("train")
 
 
 def train(cfg: DictConfig) -> dict[str, float]:
     """Fit (and test) the model described by ``cfg``; returns the final metrics."""
+    import lightning as L
+    import torch
+    from lightning.pytorch.loggers import TensorBoardLogger
+
+    from models.classifier import check_resume_checkpoint
+    from models.tb_callbacks import log_hparams
+
     L.seed_everything(cfg.seed, workers=True)
     torch.set_float32_matmul_precision(cfg.matmul_precision)
     datamodule = instantiate(cfg.data)
@@ -43,7 +53,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
     loggers = trainer.loggers
     for lg in loggers:  # each run's hyperparameters with its final metrics (TensorBoard's HPARAMS tab)
         if isinstance(lg, TensorBoardLogger):
-            lg.log_hyperparams(OmegaConf.to_container(cfg, resolve=True), {"hp/val_acc_best": 0.0, "hp/test_acc": 0.0})
+            log_hparams(lg, cfg)  # what a person compares across runs (models/tb_callbacks.py)
 
     if cfg.get("ckpt_path"):  # a clear message for a missing, corrupt or other model's checkpoint
         check_resume_checkpoint(cfg.ckpt_path, model)
@@ -70,6 +80,10 @@ def train(cfg: DictConfig) -> dict[str, float]:
 def build_trainer(cfg: DictConfig, extra_callbacks: tuple[L.Callback, ...] = ()) -> tuple[L.Trainer, Timer]:
     """The Trainer of ``cfg`` with its callbacks and loggers, and the Timer that times its stages
     (benchmarks/bench_harness.py times this same Trainer)."""
+    from lightning.pytorch.callbacks import LearningRateMonitor, ProgressBar, Timer
+
+    from models.cli import instantiate_group, instantiate_trainer
+
     callbacks = instantiate_group(cfg.get("callbacks"))
     loggers = instantiate_group(cfg.get("logger"))
     if not loggers:  # nothing to monitor the learning rate into (Lightning refuses the callback)
@@ -97,6 +111,9 @@ def _stage_times(timer: Timer, stage: str) -> dict[str, float]:
 
 @hydra.main(version_base="1.3", config_path="configs", config_name="train")
 def main(cfg: DictConfig) -> float | None:
+    from models.cli import friendly_errors
+    from models.distributed import ddp_scope
+
     with friendly_errors(), ddp_scope():  # ddp_scope: DDP child processes reuse this run's folder
         metrics = train(cfg)
     out = Path(cfg.paths.output_dir)

@@ -96,7 +96,7 @@ def train_py_rate(model_name: str, dm, steps: int, warmup: int, overrides: tuple
     ``overrides``: command-line overrides (to leave parts out, --breakdown); ``nan_fill``: put
     back PyTorch's NaN fill of new tensors under deterministic=true (which models.cli.instantiate_trainer turns off)."""
     with tempfile.TemporaryDirectory() as run:
-        cfg = compose_cfg(model_name, str(dm.root), ("trainer.max_epochs=1", f"+trainer.limit_train_batches={steps + warmup}",
+        cfg = compose_cfg(model_name, str(dm.root), ("trainer.max_epochs=1", f"trainer.limit_train_batches={steps + warmup}",
                                                      "trainer.limit_val_batches=0", f"paths.output_dir={run}", *overrides))
         module = fresh_module(cfg)
         timer = _Timer(warmup)

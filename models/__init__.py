@@ -1,37 +1,45 @@
 """Neocognitron and LeNet-style networks in PyTorch.
 
 ``get_model(name, **kwargs)`` builds a registered network; ``list_models()`` names them.
-Importing the architecture modules below registers their builders.
+
+Importing the package is cheap: it registers the config resolvers (:mod:`models.resolvers`) and
+the error types, and nothing that imports torch. The registry, the architecture modules and the
+submodules (``models.data``, ``models.ops``, ...) load when first used, so that ``train.py --help``
+answers without importing torch or Lightning.
 """
 
-from omegaconf import OmegaConf
+from __future__ import annotations
 
-from . import convnet, lenet, neocognitron, ops  # noqa: F401  (registers the models)
+import importlib
+
+from . import resolvers  # noqa: F401  (${coalesce:} and ${run_stamp:}, before Hydra composes a config)
 from .errors import CheckpointError, ConfigError, DataError, ImageError, UserError
-from .registry import get_model, list_models, register_model
 
-# ${coalesce:a,b}: the first of its arguments that is not null (e.g. image size after an optional resize)
-if not OmegaConf.has_resolver("coalesce"):
-    OmegaConf.register_new_resolver("coalesce", lambda *args: next((a for a in args if a is not None), None))
-
-
-def _run_stamp() -> str:
-    """The name of a run's folder: its start time; but ranks that srun or torchrun started (each runs
-    train.py itself, so each would stamp its own time) get the id of their launch, which they share."""
-    import os
-    import time
-
-    env = os.environ
-    if env.get("TORCHELASTIC_RUN_ID", "none") not in ("", "none"):
-        return f"torchrun-{env['TORCHELASTIC_RUN_ID']}"
-    if "SLURM_STEP_ID" in env and int(env.get("SLURM_NTASKS", "1") or 1) > 1:
-        return f"slurm-{env.get('SLURM_JOB_ID', '0')}.{env['SLURM_STEP_ID']}"
-    return time.strftime("%Y-%m-%d_%H-%M-%S")
+_REGISTRY_NAMES = ("get_model", "list_models", "register_model")
+_SUBMODULES = ("callbacks", "checkpoint", "classifier", "cli", "convnet", "data", "distributed", "images", "lenet",
+               "neocognitron", "neocognitron_fukushima", "ops", "quiet", "registry", "sdlm", "sweep", "tb_callbacks",
+               "visualize")
 
 
-# ${run_stamp:} names run folders (configs/hydra/default.yaml)
-if not OmegaConf.has_resolver("run_stamp"):
-    OmegaConf.register_new_resolver("run_stamp", _run_stamp, use_cache=True)
+def __getattr__(name: str):
+    """``models.get_model`` / ``list_models`` / ``register_model`` (with the built-in models
+    registered) and ``models.<submodule>``, imported on first use."""
+    if name in _REGISTRY_NAMES:
+        registry = importlib.import_module(".registry", __name__)
+        registry._load_builtin()
+        return getattr(registry, name)
+    if name in _SUBMODULES:
+        try:
+            return importlib.import_module(f".{name}", __name__)
+        except ModuleNotFoundError as e:
+            if e.name != f"{__name__}.{name}":
+                raise
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_REGISTRY_NAMES) | set(_SUBMODULES))
+
 
 __all__ = [
     "CheckpointError",

@@ -26,12 +26,85 @@ They are configured in ``configs/callbacks/`` and switched off one by one with
 
 from __future__ import annotations
 
+import importlib.util
+import json
+import sys
+import warnings
+from typing import Any
+
 import lightning as L
 import torch
 from lightning.pytorch.loggers import TensorBoardLogger
-from lightning.pytorch.utilities import rank_zero_warn
+from lightning.pytorch.utilities import rank_zero_only, rank_zero_warn
 
 from . import visualize as viz
+
+# the final metrics train.py logs at the end of a run, shown with its hyperparameters in HPARAMS
+HPARAM_METRICS = ("hp/val_acc_best", "hp/test_acc")
+
+
+def _hp_value(value: Any) -> bool | int | float | str:
+    """A value TensorBoard's HPARAMS can show: numbers and strings as they are; booleans and None as
+    "true", "false", "null"; lists and mappings (e.g. a Neocognitron's stages) as compact JSON."""
+    from omegaconf import Container, OmegaConf
+
+    if isinstance(value, Container):
+        value = OmegaConf.to_container(value, resolve=True)
+    if value is None:
+        return "null"
+    if isinstance(value, bool):  # as a word: TensorBoard would show a boolean as 1.0 / 0.0
+        return "true" if value else "false"
+    if isinstance(value, (int, float, str)):
+        return value
+    return json.dumps(value, separators=(",", ":"), default=str)
+
+
+def _short(target: str | None) -> str:
+    """``torch.optim.AdamW`` -> ``AdamW``; ``models.data.MNISTDataModule`` -> ``MNIST``."""
+    if not target:
+        return "none"
+    name = str(target).rsplit(".", 1)[-1]
+    return name[: -len("DataModule")] if name.endswith("DataModule") and name != "DataModule" else name
+
+
+def hparams_for_tensorboard(cfg) -> dict[str, bool | int | float | str]:
+    """What a person compares across runs, from a train.py config, keyed by config path: the
+    model's registry name and each of its ``model_kwargs``, the data set and its batch size and
+    augmentation, the optimizer, its learning rate (and weight decay), the scheduler, the number
+    of epochs and the seed. (Not the whole flattened config: 100+ callback and path settings.)"""
+    from omegaconf import OmegaConf
+
+    get = lambda key: OmegaConf.select(cfg, key, default=None)  # noqa: E731
+    hp: dict[str, Any] = {"model/model": get("model.model")}
+    for key, value in (get("model.model_kwargs") or {}).items():
+        hp[f"model/model_kwargs/{key}"] = value
+    hp["data"] = _short(get("data._target_"))
+    for key in ("batch_size", "augment"):
+        hp[f"data/{key}"] = get(f"data.{key}")
+    for key in ("resize", "train_subset"):  # only when set
+        if get(f"data.{key}") is not None:
+            hp[f"data/{key}"] = get(f"data.{key}")
+    hp["model/optimizer"] = _short(get("model.optimizer._target_"))
+    hp["model/optimizer/lr"] = get("model.optimizer.lr")
+    if get("model.optimizer.weight_decay") is not None:
+        hp["model/optimizer/weight_decay"] = get("model.optimizer.weight_decay")
+    hp["model/scheduler"] = _short(get("model.scheduler._target_"))
+    hp["trainer/max_epochs"] = get("trainer.max_epochs")
+    hp["seed"] = get("seed")
+    return {k: _hp_value(v) for k, v in hp.items()}
+
+
+@rank_zero_only
+def log_hparams(logger: TensorBoardLogger, cfg) -> None:
+    """Write the run's :func:`hparams_for_tensorboard` to TensorBoard's HPARAMS tab, at the start of
+    the run, naming :data:`HPARAM_METRICS` as its metrics without logging a value for them:
+    train.py logs each once, at the end (no line rising from a placeholder 0)."""
+    from torch.utils.tensorboard.summary import hparams
+
+    experiment, start, end = hparams(hparams_for_tensorboard(cfg), dict.fromkeys(HPARAM_METRICS, 0.0))
+    writer = logger.experiment._get_file_writer()
+    for summary in (experiment, start, end):
+        writer.add_summary(summary)
 
 
 def tensorboard_writer(trainer: L.Trainer):
@@ -42,6 +115,22 @@ def tensorboard_writer(trainer: L.Trainer):
         if isinstance(lg, TensorBoardLogger):
             return lg.experiment
     return None
+
+
+_FIGURE_NOTICE_GIVEN = False
+
+
+def _can_draw_figures() -> bool:
+    """Whether matplotlib is there (a runtime dependency, but an environment may lack it); without
+    it, one line says so and the figures are skipped."""
+    global _FIGURE_NOTICE_GIVEN
+    if importlib.util.find_spec("matplotlib") is not None:
+        return True
+    if not _FIGURE_NOTICE_GIVEN:
+        _FIGURE_NOTICE_GIVEN = True
+        print("note: matplotlib is not installed, so TensorBoard gets no val/confusion_matrix or "
+              "val/worst_mistakes figures (pip install matplotlib)", file=sys.stderr)
+    return False
 
 
 class _TensorBoardCallback(L.Callback):
@@ -152,6 +241,9 @@ class ValidationErrors(_TensorBoardCallback):
     def on_validation_epoch_end(self, trainer, pl_module):
         if not self._due(trainer) or self.cm is None:
             return
+        if not _can_draw_figures():
+            self._reset()
+            return
         writer, step = tensorboard_writer(trainer), trainer.global_step
         classes = getattr(trainer.datamodule, "classes", None) if trainer.datamodule is not None else None
         if classes is not None and len(classes) != self.cm.shape[0]:
@@ -186,7 +278,11 @@ class ModelGraph(_TensorBoardCallback):
         was_training = net.training
         net.eval()
         try:
-            tensorboard_writer(trainer).add_graph(net, self.example.to(pl_module.device))
+            with warnings.catch_warnings():  # torch.jit.trace's deprecation and its tracer notes, not the user's
+                warnings.filterwarnings("ignore", message=r"`torch\.jit\.trace(_method)?` is deprecated",
+                                        category=FutureWarning)
+                warnings.filterwarnings("ignore", category=torch.jit.TracerWarning)
+                tensorboard_writer(trainer).add_graph(net, self.example.to(pl_module.device))
         except Exception as e:  # a network that torch.jit.trace cannot follow
             rank_zero_warn(f"ModelGraph: could not trace {type(net).__name__} for TensorBoard's graph: "
                            f"{type(e).__name__}: {str(e)[:200]}")

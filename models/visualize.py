@@ -379,7 +379,10 @@ def read_run(run: str | Path) -> dict:
     scalars = {t: acc.Scalars(t) for t in tags}
     last = lambda t: float(scalars[t][-1].value) if t in scalars else float("nan")  # noqa: E731
     starts = [ev[0].wall_time for ev in scalars.values() if ev]
-    start = scalars["hp/val_acc_best"][0].wall_time if "hp/val_acc_best" in scalars else min(starts, default=0.0)
+    try:  # the events file's first record: written when train.py logs the hyperparameters, at the start
+        start = acc.FirstEventTimestamp()
+    except ValueError:  # no events at all
+        start = min(starts, default=0.0)
     end = scalars["val/acc"][-1].wall_time if "val/acc" in scalars else max(starts, default=start)
     info = {"run": run, "model": run.name, "params": None, "test_acc": last("test/acc"),
             "val_acc_best": last("val/acc_best"), "train_time_s": end - start,
