@@ -53,8 +53,9 @@ def evaluate(cfg: DictConfig) -> dict[str, float]:
     import torch
 
     from models.classifier import Classifier
-    from models.cli import instantiate_trainer
+    from models.cli import check_trainer_config, instantiate_trainer
 
+    check_trainer_config(cfg.trainer)  # wrong types stop here, before the checkpoint and the data are read
     L.seed_everything(cfg.seed, workers=True)
     torch.set_float32_matmul_precision(cfg.matmul_precision)
     model, ckpt = Classifier.load_with_checkpoint(cfg.ckpt_path)
@@ -74,4 +75,6 @@ def main(cfg: DictConfig) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    from models.cli import run_main  # Hydra's own errors (an unknown data= name, a misspelled key) as one line
+
+    run_main(main, config_name="eval")

@@ -36,20 +36,33 @@ quiet_third_party()  # the known third-party tips and deprecation warnings (mode
 log = logging.getLogger("train")
 
 
-def train(cfg: DictConfig) -> dict[str, float]:
-    """Fit (and test) the model described by ``cfg``; returns the final metrics."""
+def train(cfg: DictConfig, progress: dict | None = None) -> dict[str, float]:
+    """Fit (and test) the model described by ``cfg``; returns the final metrics. ``progress`` (if
+    given) gets the ``trainer`` and the global step training starts at (``start_step``), for
+    :func:`models.cli.discard_failed_run`."""
     import lightning as L
     import torch
     from lightning.pytorch.loggers import TensorBoardLogger
 
     from models.classifier import check_resume_checkpoint
+    from models.cli import check_resume_config, check_trainer_config
     from models.tb_callbacks import log_hparams
 
+    progress = {} if progress is None else progress
+    check_trainer_config(cfg.trainer)  # wrong types stop here, before any data is read
+    if cfg.get("ckpt_path"):  # a resumed run keeps its model and data split
+        from models.checkpoint import read_checkpoint
+
+        resumed = read_checkpoint(cfg.ckpt_path)
+        check_resume_config(cfg, resumed, cfg.ckpt_path)
+        progress["start_step"] = int(resumed.get("global_step") or 0)
+        del resumed
     L.seed_everything(cfg.seed, workers=True)
     torch.set_float32_matmul_precision(cfg.matmul_precision)
     datamodule = instantiate(cfg.data)
     model = instantiate(cfg.model)
     trainer, timer = build_trainer(cfg)
+    progress["trainer"] = trainer
     loggers = trainer.loggers
     for lg in loggers:  # each run's hyperparameters with its final metrics (TensorBoard's HPARAMS tab)
         if isinstance(lg, TensorBoardLogger):
@@ -57,15 +70,20 @@ def train(cfg: DictConfig) -> dict[str, float]:
 
     if cfg.get("ckpt_path"):  # a clear message for a missing, corrupt or other model's checkpoint
         check_resume_checkpoint(cfg.ckpt_path, model)
-    trainer.fit(model, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
-    metrics = {k: float(v) for k, v in trainer.callback_metrics.items()}
-    metrics.update(_stage_times(timer, "train"))  # now: testing reloads a checkpoint, and with it the Timer's offset
-    if cfg.get("test"):
-        ckpt = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
-        trainer.test(model, datamodule=datamodule, ckpt_path=ckpt or None)
-        metrics.update({k: float(v) for k, v in trainer.callback_metrics.items()})
-        metrics["test/ckpt_path"] = ckpt
-        metrics.update(_stage_times(timer, "test"))
+    try:
+        trainer.fit(model, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
+        metrics = {k: float(v) for k, v in trainer.callback_metrics.items()}
+        metrics.update(_stage_times(timer, "train"))  # now: testing reloads a checkpoint, and with it the Timer's offset
+        if cfg.get("test"):
+            ckpt = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
+            trainer.test(model, datamodule=datamodule, ckpt_path=ckpt or None)
+            metrics.update({k: float(v) for k, v in trainer.callback_metrics.items()})
+            metrics["test/ckpt_path"] = ckpt
+            metrics.update(_stage_times(timer, "test"))
+    except SystemExit as e:  # Ctrl-C: Lightning's graceful shutdown exits with 1; the convention is 128 + SIGINT
+        if trainer.interrupted and e.code == 1:
+            raise SystemExit(130) from None
+        raise
     final = {"hp/val_acc_best": metrics.get("val/acc_best", 0.0), "hp/test_acc": metrics.get("test/acc", 0.0)}
     for lg in loggers:
         lg.log_metrics(final, step=trainer.global_step)
@@ -111,11 +129,14 @@ def _stage_times(timer: Timer, stage: str) -> dict[str, float]:
 
 @hydra.main(version_base="1.3", config_path="configs", config_name="train")
 def main(cfg: DictConfig) -> float | None:
-    from models.cli import friendly_errors
+    from models.cli import discard_failed_run, friendly_errors
     from models.distributed import ddp_scope
 
-    with friendly_errors(), ddp_scope():  # ddp_scope: DDP child processes reuse this run's folder
-        metrics = train(cfg)
+    progress: dict = {}
+    # discard_failed_run: a run that fails before its first training step leaves no run folder;
+    # ddp_scope: DDP child processes reuse this run's folder
+    with discard_failed_run(cfg.paths.output_dir, progress), friendly_errors(), ddp_scope():
+        metrics = train(cfg, progress)
     out = Path(cfg.paths.output_dir)
     if "test/acc" in metrics:
         print(f"test/acc: {metrics['test/acc']:.4f}  (test/loss {metrics.get('test/loss', float('nan')):.4f}, "
@@ -129,4 +150,6 @@ def main(cfg: DictConfig) -> float | None:
 
 
 if __name__ == "__main__":
-    main()
+    from models.cli import run_main  # Hydra's errors as one line; ckpt_path=<run>/... resumes with the run's config
+
+    run_main(main, config_name="train", resume=True)

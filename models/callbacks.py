@@ -16,6 +16,9 @@
                             them back when training resumes (the same dropout masks and augmentations
                             as an uninterrupted run), and makes sure the training loader resumes at
                             the batch where the checkpoint was taken.
+``InterruptCheckpoint``     Ctrl-C during training stops after the training step under way, writes
+                            ``last.ckpt`` at that step (atomically, like every checkpoint) and prints
+                            the one command that resumes it; a second Ctrl-C stops at once.
 ==========================  =========================================================================
 
 They are wired in ``configs/trainer/cpu.yaml`` (``plugins``) and ``configs/callbacks/``.
@@ -279,3 +282,152 @@ def _numpy_state() -> tuple:
     with ``weights_only=True``, which refuses NumPy arrays)."""
     kind, keys, pos, has_gauss, cached = np.random.get_state()
     return kind, torch.from_numpy(keys.astype(np.int64)), int(pos), int(has_gauss), float(cached)
+
+
+# --- Ctrl-C -------------------------------------------------------------------------------------
+
+
+class InterruptCheckpoint(L.Callback):
+    """Ctrl-C (SIGINT) during training: stop after the training step under way, save ``last.ckpt``
+    at that step and print the command that resumes it.
+
+    The first Ctrl-C only sets a flag (and says so); the step under way finishes, and at its end
+    (``on_train_batch_end``, where the step checkpoints are taken: a consistent state that resumes
+    exactly) ``last.ckpt`` is written through the Trainer's checkpoint IO (atomic,
+    :class:`AtomicCheckpointIO`) and training stops with a ``KeyboardInterrupt`` (Lightning's
+    graceful shutdown; train.py exits with status 130). A Ctrl-C during a validation pass lets that
+    pass end, so that the epoch's checkpoint and metrics are complete, and stops before the next
+    training step (the checkpoint written at the end of validation is the one to resume from). A
+    second Ctrl-C stops at once without saving. Before training starts (data loading) and after it
+    ends (testing), Ctrl-C stops at once; nothing is saved then.
+
+    The handler is installed only in the main thread of a single process whose SIGINT handler is
+    Python's default (not under DDP, where each rank would have to agree on the step; not when
+    SIGINT is ignored). ``dirpath``: where ``last.ckpt`` goes (default: the folder of the first
+    checkpoint callback that keeps a ``last.ckpt``, else ``<default_root_dir>/checkpoints``)."""
+
+    def __init__(self, dirpath: str | None = None, filename: str = "last.ckpt", command: str = "python train.py"):
+        self.dirpath, self.filename, self.command = dirpath, filename, command
+        self._requested = False
+        self._previous: Any = None
+        self.saved: str | None = None
+
+    # -- the signal handler --------------------------------------------------------------
+    def _install(self, trainer) -> None:
+        import signal
+        import threading
+
+        if trainer.world_size > 1 or threading.current_thread() is not threading.main_thread():
+            return
+        if signal.getsignal(signal.SIGINT) is not signal.default_int_handler:
+            return
+        self._previous = signal.default_int_handler
+        signal.signal(signal.SIGINT, self._on_sigint)
+
+    def _uninstall(self) -> None:
+        import signal
+
+        if self._previous is not None and signal.getsignal(signal.SIGINT) == self._on_sigint:
+            signal.signal(signal.SIGINT, self._previous)
+        self._previous = None
+
+    def _on_sigint(self, signum, frame) -> None:
+        import signal
+        import sys
+
+        self._requested = True
+        signal.signal(signal.SIGINT, self._previous or signal.default_int_handler)  # a second Ctrl-C: at once
+        self._previous = None
+        print("\nCtrl-C: stopping after this training step and saving last.ckpt (Ctrl-C again: stop at once, "
+              "without saving)", file=sys.stderr, flush=True)
+
+    # -- where training may stop -----------------------------------------------------------
+    def on_train_start(self, trainer, pl_module) -> None:
+        self._requested, self.saved = False, None
+        self._install(trainer)
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        if self._requested:
+            self._save(trainer, pl_module)
+            self._stop()
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
+        self._stop_if_saved(trainer)
+
+    def on_train_epoch_start(self, trainer, pl_module) -> None:
+        self._stop_if_saved(trainer)
+
+    def on_train_end(self, trainer, pl_module) -> None:
+        self._uninstall()
+        if self._requested:
+            if self._saved_last(trainer) is None:
+                self._save(trainer, pl_module)
+            else:
+                self.saved = self._saved_last(trainer)
+            self._stop()
+
+    def teardown(self, trainer, pl_module, stage: str) -> None:
+        self._uninstall()
+
+    def on_exception(self, trainer, pl_module, exception: BaseException) -> None:
+        import sys
+
+        self._uninstall()
+        if not isinstance(exception, KeyboardInterrupt) or not trainer.is_global_zero:
+            return
+        from lightning.pytorch.trainer.states import TrainerFn
+
+        if trainer.state.fn != TrainerFn.FITTING:
+            return
+        if self.saved:
+            print(f"interrupted at global step {trainer.global_step}; saved {self.saved}. Resume with:\n"
+                  f"  {self.command} ckpt_path={self.saved}", file=sys.stderr, flush=True)
+            return
+        last = Path(self._dirpath(trainer)) / self.filename
+        if last.is_file():
+            print(f"interrupted at global step {trainer.global_step}; nothing saved at the interrupt. The last "
+                  f"checkpoint resumes it:\n  {self.command} ckpt_path={last.resolve()}", file=sys.stderr, flush=True)
+        else:
+            print("interrupted before any checkpoint was written; nothing to resume", file=sys.stderr, flush=True)
+
+    # -- helpers ---------------------------------------------------------------------------
+    def _stop_if_saved(self, trainer) -> None:
+        """Stop at once if the state as it is now is already in a checkpoint (e.g. the one written at
+        the end of the validation pass during which Ctrl-C came); else the next step ends with a save."""
+        if self._requested and self._saved_last(trainer) is not None:
+            self.saved = self._saved_last(trainer)
+            self._stop()
+
+    def _saved_last(self, trainer) -> str | None:
+        """The ``last.ckpt`` a checkpoint callback wrote at this global step, if any."""
+        for cb in trainer.checkpoint_callbacks:
+            if (isinstance(cb, ModelCheckpoint) and cb.save_last and cb._last_global_step_saved == trainer.global_step
+                    and cb.last_model_path and Path(cb.last_model_path).is_file()):
+                return str(Path(cb.last_model_path).resolve())
+        return None
+
+    def _dirpath(self, trainer) -> str:
+        if self.dirpath:
+            return self.dirpath
+        for cb in trainer.checkpoint_callbacks:
+            if isinstance(cb, ModelCheckpoint) and cb.save_last and cb.dirpath:
+                return cb.dirpath
+        return os.path.join(trainer.default_root_dir, "checkpoints")
+
+    def _save(self, trainer, pl_module) -> None:
+        import sys
+
+        bad = first_non_finite(pl_module)
+        if bad is not None:  # as SafeModelCheckpoint: never save NaN weights
+            print(f"not saving at the interrupt: weight {bad!r} is NaN or infinite", file=sys.stderr)
+            return
+        path = Path(self._dirpath(trainer)) / self.filename
+        # the second argument is Lightning's save-side weights_only: False, the whole training state, as
+        # ModelCheckpoint saves it (passed so that Lightning does not log that it defaulted to it)
+        trainer.save_checkpoint(path, False)
+        self.saved = str(path.resolve())
+
+    def _stop(self) -> None:
+        self._requested = False
+        self._uninstall()
+        raise KeyboardInterrupt

@@ -170,6 +170,22 @@ class Classifier(L.LightningModule):
     def on_train_start(self) -> None:
         if self.trainer.ckpt_path is None:  # a resumed run keeps the best accuracy of its checkpoint
             self.val_acc_best.reset()
+            return
+        # Resumed: a schedule whose length was planned from the run's length (OneCycleLR's total_steps)
+        # got the checkpoint's plan back. A longer run (more epochs) cannot extend it: one cycle has
+        # one warm-up and one annealing to ~0, and stepping past its end is an error in PyTorch.
+        planned = getattr(self, "_planned_total_steps", None)
+        for config in self.trainer.lr_scheduler_configs if planned else ():
+            restored = getattr(config.scheduler, "total_steps", None)
+            if isinstance(restored, int) and planned > restored:
+                done = "has ended" if self.global_step >= restored else f"ends at step {restored}"
+                raise ConfigError(
+                    f"cannot continue {self.trainer.ckpt_path} to {planned} steps: its learning-rate schedule "
+                    f"({type(config.scheduler).__name__}) was planned for {restored} steps when the run started and "
+                    f"cannot be extended (it {done}; the run is at step {self.global_step}). Resume with the run's own "
+                    f"length (trainer.max_epochs, trainer.max_steps, data.batch_size as they were), or train a new run "
+                    f"of the length you want (without ckpt_path)"
+                )
 
     def setup(self, stage: str) -> None:
         from .distributed import DDPStrategy
@@ -209,6 +225,8 @@ class Classifier(L.LightningModule):
             # OneCycleLR needs a warm-up phase of at least 2 steps (pct_start * total_steps >= 2)
             shortest = math.ceil(2 / sched_cfg.get("pct_start", 0.3)) + 1
             sched_cfg["total_steps"] = max(int(total), shortest) if math.isfinite(total) else None
+            # what this run plans; a resumed run's scheduler gets its checkpoint's plan back (on_train_start)
+            object.__setattr__(self, "_planned_total_steps", sched_cfg["total_steps"])
         scheduler = _build("model.scheduler", sched_cfg, optimizer=optimizer)
         return {
             "optimizer": optimizer,

@@ -1,17 +1,36 @@
 """What the command-line entry points share: building the Trainer and its callbacks/loggers
-from configs, and reporting a :class:`UserError` as one clear message instead of a traceback."""
+from configs, checking the trainer settings, and reporting a mistake as one clear message
+instead of a traceback.
+
+=============================  ====================================================================
+``friendly_errors``            a :class:`UserError` (or Ctrl-C) as one line on stderr, exit status 2
+                               (130); ``HYDRA_FULL_ERROR=1`` / ``NEOLENET_DEBUG=1``: the traceback
+``run_main``                   the entry points' ``__main__``: Hydra's own errors (an unknown
+                               ``model=`` name, a misspelled key) as one line, exit status 2; and
+                               ``ckpt_path=<run>/checkpoints/last.ckpt`` resumes with that run's own
+                               overrides (``resume_overrides``)
+``check_trainer_config``       the types and ranges of the ``trainer.*`` settings, before any data
+                               is read
+``check_resume_config``        a resumed run keeps its model and data split
+``discard_failed_run``         a run folder whose run failed before its first training step is removed
+=============================  ====================================================================
+"""
 
 from __future__ import annotations
 
 import contextlib
+import difflib
 import os
+import re
+import shutil
 import sys
+from pathlib import Path
+from typing import Any, Callable
 
-import torch
 from hydra.utils import instantiate
-from omegaconf import DictConfig
+from omegaconf import DictConfig, ListConfig, OmegaConf
 
-from .errors import UserError
+from .errors import ConfigError, UserError
 
 
 @contextlib.contextmanager
@@ -20,12 +39,22 @@ def friendly_errors():
     ``HYDRA_FULL_ERROR=1`` (or ``NEOLENET_DEBUG=1``) re-raises it with its traceback."""
     try:
         yield
+    except KeyboardInterrupt:  # Ctrl-C outside training (Lightning handles it during fit: InterruptCheckpoint)
+        if _debug():
+            raise
+        print("interrupted (Ctrl-C)", file=sys.stderr)
+        sys.exit(130)
     except Exception as e:
         cause = user_error(e)
-        if cause is None or os.environ.get("HYDRA_FULL_ERROR") == "1" or os.environ.get("NEOLENET_DEBUG") == "1":
+        if cause is None or _debug():
             raise
         print(f"error: {cause}", file=sys.stderr)
         sys.exit(2)
+
+
+def _debug() -> bool:
+    """Whether the user asked for tracebacks (``HYDRA_FULL_ERROR=1``, ``NEOLENET_DEBUG=1``)."""
+    return os.environ.get("HYDRA_FULL_ERROR") == "1" or os.environ.get("NEOLENET_DEBUG") == "1"
 
 
 def user_error(e: BaseException | None) -> UserError | None:
@@ -59,7 +88,483 @@ def instantiate_trainer(cfg: DictConfig, **kwargs):
     an aid for finding reads of uninitialised memory (no op here makes one) that cost up to 9% of
     a training step on a CPU (``benchmarks/bench_harness.py --breakdown`` puts it back): it is
     turned off; the results stay deterministic."""
+    import torch
+
     trainer = instantiate(cfg, **kwargs)
     if torch.are_deterministic_algorithms_enabled():
         torch.utils.deterministic.fill_uninitialized_memory = False
     return trainer
+
+
+# --- the trainer settings, checked before any data is read -------------------------------------
+
+
+def _is_int(v) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _is_number(v) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+
+def _int_at_least(lo: int, null: bool = False):
+    return lambda v: (null and v is None) or (_is_int(v) and v >= lo)
+
+
+def _time_ok(v) -> bool:
+    """A duration as Lightning takes it: "DD:HH:MM:SS" or {days:, hours:, minutes:, seconds:}."""
+    if isinstance(v, str):
+        return re.fullmatch(r"\s*\d+:\d+:\d+:\d+\s*", v) is not None
+    if isinstance(v, (dict, DictConfig)):
+        units = {"weeks", "days", "hours", "minutes", "seconds", "milliseconds", "microseconds"}
+        return bool(v) and all(k in units and _is_number(x) and x >= 0 for k, x in v.items())
+    return False
+
+
+def _limit_ok(v) -> bool:  # a count of batches (int) or a fraction (float in [0, 1])
+    return v is None or (_is_int(v) and v >= 0) or (isinstance(v, float) and 0.0 <= v <= 1.0)
+
+
+def _devices_ok(v) -> bool:
+    if _is_int(v):
+        return v >= 1 or v == -1
+    if isinstance(v, str):
+        return v == "auto" or re.fullmatch(r"\s*-?\d+\s*(,\s*\d+\s*)*,?\s*", v) is not None and v.strip() not in ("0", "")
+    if isinstance(v, (list, tuple, ListConfig)):
+        return bool(v) and all(_is_int(i) and i >= 0 for i in v)
+    return False
+
+
+_PRECISIONS = ("32-true", "16-mixed", "bf16-mixed", "64-true", "16-true", "bf16-true", "transformer-engine",
+               "transformer-engine-float16", "32", "16", "bf16", "64", 32, 16, 64)
+_BOOL = (lambda v: isinstance(v, bool), "true or false")
+_BOOL_OR_NULL = (lambda v: v is None or isinstance(v, bool), "true, false or null")
+_LIMIT = (_limit_ok, "a number of batches (an integer >= 0), a fraction of them (a float from 0.0 to 1.0) or null")
+
+# trainer.<key>: (check, what is expected). Keys not listed (strategy, plugins, profiler, ...) are
+# left to Lightning.
+TRAINER_CHECKS: dict[str, tuple[Callable[[Any], bool], str]] = {
+    "accelerator": (lambda v: isinstance(v, str) and v.strip() != "", "a name such as cpu, gpu, mps or auto"),
+    "devices": (_devices_ok, "a positive integer, -1 (all), auto, or a list of device indices such as [0,1]"),
+    "num_nodes": (_int_at_least(1), "a positive integer"),
+    "precision": (lambda v: not isinstance(v, bool) and v in _PRECISIONS,
+                  "one of 32-true, 16-mixed, bf16-mixed, 16-true, bf16-true, 64-true"),
+    "max_epochs": (_int_at_least(-1, null=True), "an integer >= 0 (-1: no limit) or null"),
+    "min_epochs": (_int_at_least(0, null=True), "an integer >= 0 or null"),
+    "max_steps": (_int_at_least(-1), "an integer >= 0 (-1: no limit)"),
+    "min_steps": (_int_at_least(0, null=True), "an integer >= 0 or null"),
+    "max_time": (lambda v: v is None or _time_ok(v), 'a duration "DD:HH:MM:SS" (e.g. "00:01:30:00"), '
+                 "{days: .., hours: .., minutes: .., seconds: ..} or null"),
+    "limit_train_batches": _LIMIT,
+    "limit_val_batches": _LIMIT,
+    "limit_test_batches": _LIMIT,
+    "limit_predict_batches": _LIMIT,
+    "overfit_batches": (lambda v: v is not None and _limit_ok(v),
+                        "a number of batches (an integer >= 0) or a fraction of them (a float from 0.0 to 1.0)"),
+    "val_check_interval": (lambda v: v is None or (_is_int(v) and v >= 1) or (isinstance(v, float) and 0 < v <= 1)
+                           or _time_ok(v), 'a number of training batches (an integer >= 1), a fraction of an epoch '
+                           '(a float in (0, 1]), a duration "DD:HH:MM:SS" or null'),
+    "check_val_every_n_epoch": (_int_at_least(1, null=True), "a positive integer or null"),
+    "num_sanity_val_steps": (_int_at_least(-1), "an integer >= 0 (-1: all validation batches)"),
+    "log_every_n_steps": (_int_at_least(1), "a positive integer"),
+    "accumulate_grad_batches": (_int_at_least(1), "a positive integer"),
+    "gradient_clip_val": (lambda v: v is None or (_is_number(v) and v >= 0), "a number >= 0 or null"),
+    "gradient_clip_algorithm": (lambda v: v in (None, "norm", "value"), "norm, value or null"),
+    "deterministic": (lambda v: v is None or isinstance(v, bool) or v == "warn", "true, false, warn or null"),
+    "benchmark": _BOOL_OR_NULL,
+    "fast_dev_run": (lambda v: isinstance(v, bool) or (_is_int(v) and v >= 0),
+                     "true, false or a number of batches (an integer >= 0)"),
+    "reload_dataloaders_every_n_epochs": (_int_at_least(0), "an integer >= 0"),
+    "enable_checkpointing": _BOOL_OR_NULL,
+    "enable_progress_bar": _BOOL_OR_NULL,
+    "enable_model_summary": _BOOL_OR_NULL,
+    "inference_mode": _BOOL,
+    "use_distributed_sampler": _BOOL,
+    "sync_batchnorm": _BOOL,
+    "detect_anomaly": _BOOL,
+    "barebones": _BOOL,
+    "default_root_dir": (lambda v: v is None or isinstance(v, str), "a folder path or null"),
+}
+
+
+def check_trainer_config(cfg: DictConfig | dict | None) -> None:
+    """Check the ``trainer`` config's settings (types and ranges) before anything is built or read,
+    so that ``trainer.max_epochs=abc`` stops at once with a :class:`ConfigError` naming the key, the
+    value and what is expected (Lightning would raise a TypeError only after the data are loaded).
+    A key that is not an argument of Lightning's Trainer (``+trainer.max_epoch=3``) is named too."""
+    if cfg is None:
+        return
+    if not isinstance(cfg, (dict, DictConfig)):
+        raise ConfigError(f"trainer must be a group of Trainer settings (trainer=cpu|gpu|ddp), got {cfg!r}")
+    for key in list(cfg.keys()):
+        if not isinstance(key, str) or key.startswith("_"):
+            continue
+        try:
+            value = cfg[key]
+        except Exception:  # an interpolation that cannot be resolved here (e.g. ${hydra:...} outside Hydra)
+            continue
+        if key in TRAINER_CHECKS:
+            ok, expected = TRAINER_CHECKS[key]
+            if not ok(value):
+                raise ConfigError(f"trainer.{key} must be {expected}, got {_show(value)}")
+        else:
+            known = _trainer_arguments()
+            if known and key not in known:
+                close = difflib.get_close_matches(key, sorted(known), n=1)
+                hint = f" (did you mean trainer.{close[0]}?)" if close else ""
+                raise ConfigError(f"trainer.{key} is not a setting of Lightning's Trainer{hint}")
+    if _is_int(cfg.get("min_epochs")) and _is_int(cfg.get("max_epochs")) and cfg["max_epochs"] >= 0 \
+            and cfg["min_epochs"] > cfg["max_epochs"]:
+        raise ConfigError(f"trainer.min_epochs ({cfg['min_epochs']}) must not exceed trainer.max_epochs "
+                          f"({cfg['max_epochs']})")
+
+
+def _show(value) -> str:
+    if isinstance(value, (DictConfig, ListConfig)):
+        value = OmegaConf.to_container(value)
+    return repr(value)
+
+
+def _trainer_arguments() -> set[str]:
+    import inspect
+
+    try:
+        from lightning.pytorch import Trainer
+    except ImportError:  # pragma: no cover
+        return set()
+    return {p for p in inspect.signature(Trainer.__init__).parameters if p != "self"}
+
+
+# --- the entry points' __main__: Hydra's own errors, and resuming a run with its own config ----
+
+
+class _ComposeFailed(BaseException):
+    """Carries Hydra's composition error out of Hydra's reporting (a BaseException, so that
+    ``hydra._internal.utils.run_and_report``, which catches Exception, lets it through)."""
+
+    def __init__(self, error: Exception):
+        super().__init__(str(error))
+        self.error = error
+
+
+@contextlib.contextmanager
+def _hydra_errors_to_us():
+    """While Hydra runs, its composition errors (an unknown config name, a key that is not in the
+    config, an override it cannot parse) come to :func:`run_main` instead of being printed by
+    Hydra in 6-10 lines with exit status 1. Hydra reports them from ``run_and_report`` (which prints
+    and calls ``sys.exit(1)``), so that function is wrapped for the duration; everything else (an
+    error raised by the job itself) is still reported by Hydra as before."""
+    try:
+        import hydra._internal.utils as hydra_utils
+        from hydra.errors import ConfigCompositionException, OverrideParseException
+    except ImportError:  # pragma: no cover  (another Hydra: its own reporting)
+        yield
+        return
+    original = getattr(hydra_utils, "run_and_report", None)
+    if original is None:  # pragma: no cover
+        yield
+        return
+
+    def run_and_report(func):
+        def guarded():
+            try:
+                return func()
+            except (ConfigCompositionException, OverrideParseException) as e:
+                raise _ComposeFailed(e) from e
+
+        return original(guarded)
+
+    hydra_utils.run_and_report = run_and_report
+    try:
+        yield
+    finally:
+        hydra_utils.run_and_report = original
+
+
+def run_main(main: Callable[[], Any], config_name: str, resume: bool = False) -> None:
+    """Run a ``@hydra.main`` entry point (``main``) from the command line.
+
+    * Hydra's composition errors are reported as one line and exit status 2, like every other
+      mistake (:func:`hydra_error_message`); ``HYDRA_FULL_ERROR=1`` shows Hydra's own report.
+    * ``resume``: ``ckpt_path=<run>/checkpoints/last.ckpt`` (not in a ``-m`` sweep) composes the run's
+      config from the overrides it was started with (``<run>/.hydra/overrides.yaml``), with the
+      command line's on top (:func:`resume_overrides`)."""
+    import inspect
+
+    config_dir = Path(inspect.getfile(inspect.unwrap(main))).resolve().parent / "configs"
+    if resume:
+        _resume_argv(sys.argv, config_dir)
+    if os.environ.get("HYDRA_FULL_ERROR") == "1":
+        main()
+        return
+    try:
+        with _hydra_errors_to_us():
+            main()
+    except _ComposeFailed as failed:
+        overrides = _argv_overrides(sys.argv) or []
+        print(f"error: {hydra_error_message(failed.error, config_dir, config_name, overrides)}", file=sys.stderr)
+        sys.exit(2)
+
+
+def _parse_args(argv: list[str]):
+    from hydra._internal.utils import get_args_parser
+
+    try:
+        return get_args_parser().parse_args(argv[1:])
+    except SystemExit:  # argparse's own error: Hydra reports it again when it parses
+        return None
+
+
+def _argv_overrides(argv: list[str]) -> list[str] | None:
+    args = _parse_args(argv)
+    return list(args.overrides) if args is not None else None
+
+
+def hydra_error_message(error: Exception, config_dir: Path, config_name: str, overrides: list[str]) -> str:
+    """One line for a Hydra composition error: the options of an unknown config name, the closest
+    key for one that is not in the config, the reason an override cannot be parsed."""
+    from hydra.errors import MissingConfigException, OverrideParseException
+
+    text = str(error)
+    if isinstance(error, MissingConfigException) and error.missing_cfg_file and error.options:
+        group, _, name = str(error.missing_cfg_file).rpartition("/")
+        where = re.match(r"In '([^']+)'", text)
+        inside = f" (named in {where.group(1)})" if where and where.group(1) not in (config_name, "hydra/config") else ""
+        if group:
+            return f"no {group} '{name}'{inside}; choose one of: {', '.join(error.options)}"
+    if isinstance(error, OverrideParseException):
+        first = text.strip().splitlines()[0] if text.strip() else "syntax error"
+        return (f"cannot read the override {error.override!r}: {first} (quote a value with spaces or commas: "
+                f"key='a,b'; a list: key=[a,b]; a sweep needs -m)")
+    bad = re.match(r"Could not override '([^']+)'", text)
+    if bad:
+        key = bad.group(1)
+        tried = next((o for o in overrides if o.split("=", 1)[0] == key), f"{key}=<value>")
+        close = _closest_key(key, config_dir, config_name, [o for o in overrides if o != tried])
+        hint = f"did you mean {close}? " if close else ""
+        return f"{key} is not a config key ({hint}use +{tried} to add a new key)"
+    return " ".join(line.strip() for line in text.splitlines() if line.strip()) or type(error).__name__
+
+
+def _closest_key(key: str, config_dir: Path, config_name: str, overrides: list[str]) -> str | None:
+    """The key of the composed config (with the other overrides, else without any) closest to ``key``."""
+    from hydra import compose, initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+
+    for attempt in (overrides, []):
+        try:
+            GlobalHydra.instance().clear()
+            with initialize_config_dir(version_base="1.3", config_dir=str(config_dir)):
+                cfg = compose(config_name, overrides=attempt, return_hydra_config=True)
+            break
+        except Exception:
+            continue
+    else:
+        return None
+    keys = set(_key_paths(OmegaConf.to_container(cfg, resolve=False)))
+    parent, _, last = key.rpartition(".")
+    if parent in keys or not parent:  # a misspelled last part: the closest key beside it
+        siblings = sorted(k.rpartition(".")[2] for k in keys if k.rpartition(".")[0] == parent)
+        close = difflib.get_close_matches(last, siblings, n=1, cutoff=0.6)
+        return f"{parent + '.' if parent else ''}{close[0]}" if close else None
+    same_depth = sorted(k for k in keys if k.count(".") == key.count("."))  # a misspelled parent
+    close = difflib.get_close_matches(key, same_depth, n=1, cutoff=0.85)
+    return close[0] if close else None
+
+
+def _key_paths(node, prefix: str = ""):
+    if isinstance(node, dict):
+        for k, v in node.items():
+            path = f"{prefix}{k}"
+            yield path
+            yield from _key_paths(v, path + ".")
+
+
+def run_folder_of(ckpt_path: str | os.PathLike) -> Path | None:
+    """The run folder a checkpoint belongs to (``<run>/checkpoints/<file>.ckpt`` with
+    ``<run>/.hydra/overrides.yaml``), or None."""
+    path = Path(ckpt_path).expanduser()
+    run = path.parent.parent
+    if path.parent.name == "checkpoints" and (run / ".hydra" / "overrides.yaml").is_file():
+        return run.resolve()
+    return None
+
+
+def resume_overrides(saved: list[str], given: list[str], groups: set[str] | frozenset[str] = frozenset()) -> list[str]:
+    """The overrides of a resumed run: the run's own (``saved``, as in its ``.hydra/overrides.yaml``)
+    without its old ``ckpt_path``, then the command line's (``given``), which Hydra applies later,
+    so they win. A saved override of a key the command line sets again is dropped, unless it added
+    the key (``+key=...``) and the command line only changes it; one under a config group the
+    command line chooses anew (``groups``: e.g. the run's ``model.model_kwargs...`` when the command
+    line says ``model=...``) is dropped too."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+    from hydra.core.override_parser.types import OverrideType
+
+    parser = OverridesParser.create()
+    new = {o.key_or_group: o for o in parser.parse_overrides(list(given))}
+    chosen = [k for k, o in new.items() if k in groups and o.type == OverrideType.CHANGE]
+    kept = []
+    for text, o in zip(saved, parser.parse_overrides(list(saved))):
+        key = o.key_or_group
+        if key == "ckpt_path" or any(key.startswith(g + ".") for g in chosen):
+            continue
+        if key in new and not (o.type == OverrideType.ADD and new[key].type == OverrideType.CHANGE):
+            continue
+        kept.append(text)
+    return kept + list(given)
+
+
+def _quote(value: str) -> str:
+    """A string as a quoted value of Hydra's override grammar."""
+    return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
+
+
+def _resume_argv(argv: list[str], config_dir: Path) -> None:
+    """``python train.py ckpt_path=<run>/checkpoints/last.ckpt [overrides]``: put the run's own
+    overrides before the command line's in ``argv`` (in place), and say so. Sweeps, ``--help`` and
+    checkpoints outside a run folder are left alone."""
+    args = _parse_args(argv)
+    if args is None or not args.overrides or args.multirun or args.help or args.hydra_help or args.info \
+            or args.shell_completion or getattr(args, "experimental_rerun", None):
+        return
+    try:
+        from hydra.core.override_parser.overrides_parser import OverridesParser
+
+        given = OverridesParser.create().parse_overrides(list(args.overrides))
+    except Exception:  # Hydra reports the override it cannot parse
+        return
+    ckpt = next((o.value() for o in given if o.key_or_group == "ckpt_path" and not o.is_delete()), None)
+    if not isinstance(ckpt, str) or not ckpt:
+        return
+    run = run_folder_of(ckpt)
+    if run is None:
+        return
+    try:
+        saved = [str(s) for s in OmegaConf.to_container(OmegaConf.load(run / ".hydra" / "overrides.yaml")) or []]
+        groups = {d.name for d in config_dir.iterdir() if d.is_dir()} if config_dir.is_dir() else set()
+        merged = resume_overrides(saved, list(args.overrides), groups)
+    except Exception as e:  # an unreadable overrides.yaml: resume with the command line only
+        print(f"note: {run / '.hydra' / 'overrides.yaml'} could not be read ({type(e).__name__}); "
+              f"resuming with the command line's overrides only", file=sys.stderr)
+        return
+    n = len(args.overrides)
+    start = next((i for i in range(1, len(argv) - n + 1) if argv[i:i + n] == list(args.overrides)), None)
+    if start is None:  # pragma: no cover  (argparse keeps the overrides together, in order)
+        return
+    argv[start:start + n] = merged
+    kept = [s for s in saved if s in merged[: len(merged) - n]]
+    print(f"resuming {run} with its own overrides{': ' + ' '.join(kept) if kept else ' (none)'}; "
+          f"the command line's apply on top", file=sys.stderr)
+
+
+# --- a resumed run keeps its model and data split ----------------------------------------------
+
+# settings of the model that change nothing it computes (speed only): may change on resume
+RESUME_FREE_MODEL_KEYS = ("compile", "channels_last")
+RESUME_DATA_KEYS = ("val_size", "split_seed", "train_subset")
+
+
+def check_resume_config(cfg: DictConfig, ckpt: dict, ckpt_path: str | os.PathLike) -> None:
+    """Refuse to resume ``ckpt`` with a config whose model (``model.*``: the network, its settings,
+    the optimizer and the schedule) or data split (the data set, ``data.val_size``,
+    ``data.split_seed``, ``data.train_subset``) differs from the checkpoint's: a
+    :class:`ConfigError` naming each difference and what to do."""
+    diffs = []
+    hp = _plain(ckpt.get("hyper_parameters") or {})
+    model_cfg = _plain(cfg.get("model")) or {}
+    for key, value in model_cfg.items():
+        if key.startswith("_") or key in RESUME_FREE_MODEL_KEYS or key not in hp:
+            continue
+        diffs += _differences(f"model.{key}", value, hp[key])
+    state = next((v for v in ckpt.values() if isinstance(v, dict) and {"target", "hparams"} <= v.keys()), None)
+    data_cfg = _plain(cfg.get("data")) or {}
+    if state is not None and data_cfg:
+        if data_cfg.get("_target_") and data_cfg["_target_"] != state["target"]:
+            diffs.append(f"the data set is {data_cfg['_target_'].rsplit('.', 1)[-1]} here but "
+                         f"{state['target'].rsplit('.', 1)[-1]} in the checkpoint")
+        for key in RESUME_DATA_KEYS:
+            if key in data_cfg and key in state["hparams"]:
+                diffs += _differences(f"data.{key}", data_cfg[key], state["hparams"][key])
+    if diffs:
+        shown = "; ".join(diffs[:4]) + (f"; and {len(diffs) - 4} more" if len(diffs) > 4 else "")
+        raise ConfigError(
+            f"cannot resume {ckpt_path} with another model or data split: {shown}. A resumed run keeps the model, "
+            f"optimizer and data split it was trained with: drop those overrides, or start a new run without ckpt_path"
+        )
+
+
+def _plain(value):
+    if isinstance(value, (DictConfig, ListConfig)):
+        return OmegaConf.to_container(value, resolve=True)
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    return value
+
+
+def _differences(name: str, here, there) -> list[str]:
+    here, there = _plain(here), _plain(there)
+    if isinstance(here, dict) and isinstance(there, dict):
+        out = []
+        for k in sorted(set(here) | set(there), key=str):
+            if k in here and k in there:
+                out += _differences(f"{name}.{k}", here[k], there[k])
+            elif here.get(k) is not None or there.get(k) is not None:  # an added or dropped setting
+                out.append(f"{name}.{k} is {here.get(k)!r} here but {there.get(k)!r} in the checkpoint")
+        return out
+    if here == there and type(here) is type(there) or (_is_number(here) and _is_number(there) and here == there):
+        return []
+    return [f"{name} is {here!r} here but {there!r} in the checkpoint"]
+
+
+# --- a run that failed before its first training step leaves no run folder ----------------------
+
+
+@contextlib.contextmanager
+def discard_failed_run(output_dir: str | os.PathLike, progress: dict):
+    """Remove the run folder ``output_dir`` when the run fails (an error, Ctrl-C, a non-zero exit)
+    before its first training step, so that ``logs/train/runs`` holds only real runs. Only a
+    folder this run created is removed: one that held nothing but Hydra's ``.hydra/`` and log file
+    when the run started (not a resumed run's, not a ``hydra.run.dir`` that held other files), and
+    that has no checkpoint (``*.ckpt``) or ``metrics.json`` at the end; never a job of a ``-m``
+    sweep (its summary lists the failure), never from a DDP child process. ``progress``: filled by
+    train.py's ``train`` with the ``trainer`` and the global step it started at (``start_step``)."""
+    out = Path(output_dir)
+    fresh = _fresh_run_folder(out)
+    try:
+        yield
+    except BaseException as e:
+        if isinstance(e, SystemExit) and e.code in (0, None):
+            raise
+        trainer = progress.get("trainer")
+        steps = (trainer.global_step - progress.get("start_step", 0)) if trainer is not None else 0
+        if fresh and steps <= 0 and _is_rank_zero() and not _in_sweep() and not _has_results(out):
+            shutil.rmtree(out, ignore_errors=True)
+        raise
+
+
+def _fresh_run_folder(out: Path) -> bool:
+    try:
+        names = {p.name for p in out.iterdir()}
+    except OSError:
+        return False
+    return ".hydra" in names and all(n == ".hydra" or n.endswith(".log") for n in names)
+
+
+def _has_results(out: Path) -> bool:
+    return (out / "metrics.json").exists() or next(out.rglob("*.ckpt"), None) is not None
+
+
+def _is_rank_zero() -> bool:
+    return all(os.environ.get(v, "0") in ("", "0") for v in ("RANK", "LOCAL_RANK", "SLURM_PROCID", "NODE_RANK"))
+
+
+def _in_sweep() -> bool:
+    try:
+        from hydra.core.hydra_config import HydraConfig
+        from hydra.types import RunMode
+
+        return HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN
+    except Exception:
+        return False
