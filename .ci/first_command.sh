@@ -2,8 +2,8 @@
 # The README's first command, `pip install -e . && python train.py`, as on a fresh machine: a new
 # virtual environment with the runtime install only (no extras), small MNIST files generated with
 # numpy (.ci/make_digits.py), one short epoch (the overrides only shrink the run for these files);
-# the run must end by printing `test/acc:`. About 1.5-2 minutes: pip takes torch from this
-# machine's disk (~70 s); a torch or CUDA wheel downloaded instead is reported.
+# the run must end by printing `test/acc:`, with its TensorBoard figures drawn. About 1-2 minutes:
+# pip takes torch from this machine's disk (~60 s); a torch or CUDA wheel downloaded is reported.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 start=$SECONDS
@@ -31,6 +31,10 @@ DATA_DIR="$work/data" LOG_DIR="$work/logs" NEOLENET_CACHE_DIR="$work/cache" \
 if [ "$status" -ne 0 ] || ! grep -q '^test/acc:' "$work/train.log"; then
     tail -60 "$work/train.log"
     echo "first command: python train.py did not end with test/acc: (exit status $status)" >&2
+    exit 1
+fi
+if grep -q "matplotlib is not installed" "$work/train.log"; then
+    echo "first command: the runtime install lacks matplotlib (the TensorBoard figures)" >&2
     exit 1
 fi
 grep -E '^(test/acc:|time:)' "$work/train.log"
