@@ -13,12 +13,12 @@ import hydra
 from hydra.utils import instantiate
 from omegaconf import DictConfig
 
-import models  # noqa: F401  (cheap, no torch: registers the ${coalesce:} and ${run_stamp:} resolvers)
+import training  # noqa: F401  (cheap, no torch: registers the ${coalesce:}, ${run_stamp:} and ${about:} resolvers)
 from models.errors import CheckpointError, ConfigError
-from models.quiet import quiet_third_party
+from training.quiet import quiet_third_party
 
 if TYPE_CHECKING:
-    from models.classifier import Classifier
+    from training.module import Classifier
 
 # torch, Lightning and the models are imported in the functions that use them: --help and --cfg
 # (answered by Hydra before main runs) take a fraction of a second (benchmarks/bench_startup.py).
@@ -27,7 +27,7 @@ quiet_third_party()  # the known third-party tips and deprecation warnings (mode
 
 def build_datamodule(cfg: DictConfig, model: Classifier, ckpt: dict):
     """The data module named on the command line, else the one the checkpoint was trained on."""
-    from models.classifier import checkpoint_data_state
+    from training.module import checkpoint_data_state
 
     hp = model.hparams
     if cfg.get("data") is None:
@@ -52,8 +52,8 @@ def evaluate(cfg: DictConfig) -> dict[str, float]:
     import lightning as L
     import torch
 
-    from models.classifier import Classifier
-    from models.cli import check_trainer_config, instantiate_trainer
+    from training.module import Classifier
+    from training.cli import check_trainer_config, instantiate_trainer
 
     check_trainer_config(cfg.trainer)  # wrong types stop here, before the checkpoint and the data are read
     L.seed_everything(cfg.seed, workers=True)
@@ -67,7 +67,7 @@ def evaluate(cfg: DictConfig) -> dict[str, float]:
 
 @hydra.main(version_base="1.3", config_path="configs", config_name="eval")
 def main(cfg: DictConfig) -> None:
-    from models.cli import friendly_errors
+    from training.cli import friendly_errors
 
     with friendly_errors():
         metrics = evaluate(cfg)
@@ -75,6 +75,6 @@ def main(cfg: DictConfig) -> None:
 
 
 if __name__ == "__main__":
-    from models.cli import run_main  # Hydra's own errors (an unknown data= name, a misspelled key) as one line
+    from training.cli import run_main  # Hydra's own errors (an unknown data= name, a misspelled key) as one line
 
     run_main(main, config_name="eval")

@@ -11,7 +11,7 @@ normalised as in training. A file that cannot be read is reported and the others
 the exit status is then 1.
 
 Arguments are parsed before torch is imported, and the network is built from the checkpoint
-without Lightning (``models.checkpoint.read_checkpoint`` + ``models.get_model``), so the command
+without Lightning (``training.checkpoint.read_checkpoint`` + ``models.get_model``), so the command
 starts quickly.
 """
 
@@ -48,7 +48,7 @@ def load_network(ckpt_path):
     import torch
 
     import models
-    from models.checkpoint import read_checkpoint
+    from training.checkpoint import read_checkpoint
     from models.errors import CheckpointError, UserError
 
     ckpt = read_checkpoint(ckpt_path)
@@ -80,9 +80,9 @@ def predict(ckpt_path: str, images: list[str], topk: int = 3, invert: bool = Fal
     ``on_notice(name, text)`` receives the notes about each image's conversion (default: stderr)."""
     import torch
 
-    from models.checkpoint import checkpoint_data_state
+    from training.checkpoint import checkpoint_data_state
     from models.errors import ConfigError, ImageError
-    from models.images import decode_image, transform_batch
+    from training.images import decode_image, transform_batch
 
     net, ckpt = load_network(ckpt_path)
     hp = ckpt["hyper_parameters"]

@@ -23,8 +23,8 @@ import hydra
 from hydra.utils import instantiate
 from omegaconf import DictConfig
 
-import models  # noqa: F401  (cheap, no torch: registers the ${coalesce:} and ${run_stamp:} resolvers)
-from models.quiet import quiet_third_party
+import training  # noqa: F401  (cheap, no torch: registers the ${coalesce:}, ${run_stamp:} and ${about:} resolvers)
+from training.quiet import quiet_third_party
 
 if TYPE_CHECKING:
     import lightning as L
@@ -39,19 +39,19 @@ log = logging.getLogger("train")
 def train(cfg: DictConfig, progress: dict | None = None) -> dict[str, float]:
     """Fit (and test) the model described by ``cfg``; returns the final metrics. ``progress`` (if
     given) gets the ``trainer`` and the global step training starts at (``start_step``), for
-    :func:`models.cli.discard_failed_run`."""
+    :func:`training.cli.discard_failed_run`."""
     import lightning as L
     import torch
     from lightning.pytorch.loggers import TensorBoardLogger
 
-    from models.classifier import check_resume_checkpoint
-    from models.cli import check_resume_config, check_trainer_config
-    from models.tb_callbacks import log_hparams
+    from training.module import check_resume_checkpoint
+    from training.cli import check_resume_config, check_trainer_config
+    from training.tb_callbacks import log_hparams
 
     progress = {} if progress is None else progress
     check_trainer_config(cfg.trainer)  # wrong types stop here, before any data is read
     if cfg.get("ckpt_path"):  # a resumed run keeps its model and data split
-        from models.checkpoint import read_checkpoint
+        from training.checkpoint import read_checkpoint
 
         resumed = read_checkpoint(cfg.ckpt_path)
         check_resume_config(cfg, resumed, cfg.ckpt_path)
@@ -100,7 +100,7 @@ def build_trainer(cfg: DictConfig, extra_callbacks: tuple[L.Callback, ...] = ())
     (benchmarks/bench_harness.py times this same Trainer)."""
     from lightning.pytorch.callbacks import LearningRateMonitor, ProgressBar, Timer
 
-    from models.cli import instantiate_group, instantiate_trainer
+    from training.cli import instantiate_group, instantiate_trainer
 
     callbacks = instantiate_group(cfg.get("callbacks"))
     loggers = instantiate_group(cfg.get("logger"))
@@ -129,8 +129,8 @@ def _stage_times(timer: Timer, stage: str) -> dict[str, float]:
 
 @hydra.main(version_base="1.3", config_path="configs", config_name="train")
 def main(cfg: DictConfig) -> float | None:
-    from models.cli import discard_failed_run, friendly_errors
-    from models.distributed import ddp_scope
+    from training.cli import discard_failed_run, friendly_errors
+    from training.distributed import ddp_scope
 
     progress: dict = {}
     # discard_failed_run: a run that fails before its first training step leaves no run folder;
@@ -150,6 +150,6 @@ def main(cfg: DictConfig) -> float | None:
 
 
 if __name__ == "__main__":
-    from models.cli import run_main  # Hydra's errors as one line; ckpt_path=<run>/... resumes with the run's config
+    from training.cli import run_main  # Hydra's errors as one line; ckpt_path=<run>/... resumes with the run's config
 
     run_main(main, config_name="train", resume=True)

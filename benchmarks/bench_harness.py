@@ -42,7 +42,10 @@ from hydra import compose, initialize_config_dir  # noqa: E402
 from hydra.utils import instantiate  # noqa: E402
 
 import models  # noqa: E402,F401
-from models.data import random_crop_flip  # noqa: E402
+import training.data
+import training.cli
+import training  # noqa: E402,F401  (the config resolvers)
+from training.data import random_crop_flip  # noqa: E402
 from train import build_trainer  # noqa: E402
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
@@ -94,7 +97,7 @@ def train_py_rate(model_name: str, dm, steps: int, warmup: int, overrides: tuple
     """Images/s of the Trainer train.py builds (all its callbacks, logger and progress bar; run
     folder in a temporary directory), fitting one epoch cut to ``steps + warmup`` batches;
     ``overrides``: command-line overrides (to leave parts out, --breakdown); ``nan_fill``: put
-    back PyTorch's NaN fill of new tensors under deterministic=true (which models.cli.instantiate_trainer turns off)."""
+    back PyTorch's NaN fill of new tensors under deterministic=true (which training.cli.instantiate_trainer turns off)."""
     with tempfile.TemporaryDirectory() as run:
         cfg = compose_cfg(model_name, str(dm.root), ("trainer.max_epochs=1", f"trainer.limit_train_batches={steps + warmup}",
                                                      "trainer.limit_val_batches=0", f"paths.output_dir={run}", *overrides))
@@ -237,7 +240,7 @@ def tensor_pipeline_rate(cfg, dm, steps: int, warmup: int) -> float:
 def augmentation_times(repeats: int) -> list[str]:
     """Table rows: ms to augment a batch of 128 uint8 images with random shifts (and flips), per
     image with torchvision's RandomCrop (+ RandomHorizontalFlip), as a Dataset's transform does,
-    and batched with ours (models.data.random_crop_flip)."""
+    and batched with ours (training.data.random_crop_flip)."""
     from torchvision.transforms import v2 as T
 
     rows = []

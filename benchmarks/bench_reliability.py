@@ -21,8 +21,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import torch  # noqa: E402
 from lightning.pytorch.plugins.io import TorchCheckpointIO  # noqa: E402
 
-from models.callbacks import AtomicCheckpointIO, first_non_finite  # noqa: E402
-from models.classifier import Classifier  # noqa: E402
+from training.callbacks import AtomicCheckpointIO, first_non_finite  # noqa: E402
+from training.module import Classifier  # noqa: E402
 
 
 def train_steps(module: Classifier, opt, x, y, steps: int) -> float:

@@ -53,7 +53,7 @@ sys.path.insert(0, str(ROOT))
 
 import torch  # noqa: E402
 
-from models import perturbations as P  # noqa: E402
+from training import perturbations as P  # noqa: E402
 
 MNIST_FAMILY = ("MNISTDataModule", "FashionMNISTDataModule", "KMNISTDataModule")
 RECORD = ROOT / "benchmarks" / "results" / "tolerance.jsonl"
@@ -88,8 +88,8 @@ def load(path: str, data_root: str | None, limit: int | None):
     from omegaconf import OmegaConf
 
     from eval import build_datamodule
-    from models.checkpoint import checkpoint_data_state
-    from models.classifier import Classifier
+    from training.checkpoint import checkpoint_data_state
+    from training.module import Classifier
 
     model, ckpt = Classifier.load_with_checkpoint(path)
     cfg = OmegaConf.create({"ckpt_path": str(path), "data": None, "data_root": data_root})
@@ -103,7 +103,7 @@ def load(path: str, data_root: str | None, limit: int | None):
 def make_predict(model, hp: dict, state: dict, batch: int = 1000):
     """uint8 images -> predicted classes, normalised as in training, in batches, as the Classifier
     evaluates (channels-last when trained so, mean with the mirror image when ``tta_flip``)."""
-    from models.data import transform_batch
+    from training.data import transform_batch
 
     channels = hp.get("in_channels", 1)
     mean, std = state.get("mean") or [0.5] * channels, state.get("std") or [0.5] * channels
@@ -254,7 +254,7 @@ def main(argv: list[str] | None = None) -> None:
     if args.limit is not None and args.limit < 1:
         p.error("--limit must be >= 1")
 
-    from models.cli import friendly_errors
+    from training.cli import friendly_errors
 
     torch.manual_seed(args.seed)
     results, info = {}, []

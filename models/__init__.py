@@ -1,24 +1,19 @@
-"""Neocognitron and LeNet-style networks in PyTorch.
+"""The lecture's operations and the networks: plain PyTorch (no Lightning, Hydra, torchmetrics or
+TensorBoard; a test checks it).
 
 ``get_model(name, **kwargs)`` builds a registered network; ``list_models()`` names them.
-
-Importing the package is cheap: it registers the config resolvers (:mod:`models.resolvers`) and
-the error types, and nothing that imports torch. The registry, the architecture modules and the
-submodules (``models.data``, ``models.ops``, ...) load when first used, so that ``train.py --help``
-answers without importing torch or Lightning.
+Importing the package is cheap: the registry and the architecture modules (``models.lenet``,
+``models.ops``, ...) load when first used, so that ``train.py --help`` answers without torch.
 """
 
 from __future__ import annotations
 
 import importlib
 
-from . import resolvers  # noqa: F401  (${coalesce:} and ${run_stamp:}, before Hydra composes a config)
 from .errors import CheckpointError, ConfigError, DataError, ImageError, UserError
 
 _REGISTRY_NAMES = ("get_model", "list_models", "register_model")
-_SUBMODULES = ("callbacks", "checkpoint", "classifier", "cli", "convnet", "data", "distributed", "images", "lenet",
-               "neocognitron", "neocognitron_fukushima", "ops", "quiet", "registry", "sdlm", "sweep", "tb_callbacks",
-               "visualize")
+_SUBMODULES = ("cells", "convnet", "errors", "lenet", "neocognitron", "neocognitron_fukushima", "ops", "registry", "sdlm")
 
 
 def __getattr__(name: str):

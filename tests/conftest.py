@@ -15,7 +15,8 @@ import torch
 import torch.nn.functional as F
 from hydra import compose, initialize_config_dir
 
-import models  # noqa: F401  (registers models and resolvers)
+import models  # noqa: F401
+import training  # noqa: F401  (registers the config resolvers)
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIGS = ROOT / "configs"

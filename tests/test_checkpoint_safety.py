@@ -17,9 +17,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from models.callbacks import AtomicCheckpointIO
-from models.checkpoint import UnsafeCheckpointError, read_checkpoint, safe_load
-from models.classifier import Classifier, check_resume_checkpoint
+from training.callbacks import AtomicCheckpointIO
+from training.checkpoint import UnsafeCheckpointError, read_checkpoint, safe_load
+from training.module import Classifier, check_resume_checkpoint
 from models.errors import CheckpointError
 from tests.conftest import ROOT
 
@@ -67,7 +67,7 @@ def test_lightnings_own_loads_are_safe_whatever_they_ask(crafted):
 
 
 def test_reading_a_run_folder_is_safe(crafted, tmp_path):
-    from models.visualize import read_run
+    from training.visualize import read_run
 
     path, marker = crafted
     run = tmp_path / "run"

@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from models.checkpoint import read_checkpoint
+from training.checkpoint import read_checkpoint
 from models.errors import ConfigError
 from tests.conftest import ROOT, compose_train
 
@@ -104,7 +104,7 @@ def test_wrong_trainer_settings_are_named_before_anything_is_built(override, mes
                                       "trainer.limit_train_batches=5", "trainer.gradient_clip_val=0.5",
                                       "trainer=gpu", "trainer=ddp"])
 def test_right_trainer_settings_pass(override, tmp_path):
-    from models.cli import check_trainer_config
+    from training.cli import check_trainer_config
 
     check_trainer_config(compose_train([override], tmp_path).trainer)
 
@@ -186,7 +186,7 @@ def test_hydra_error_messages_in_process(tmp_path):
     """The message builder itself, for errors the subprocess tests above do not make."""
     from hydra.errors import ConfigCompositionException
 
-    from models.cli import hydra_error_message
+    from training.cli import hydra_error_message
 
     configs = ROOT / "configs"
     e = ConfigCompositionException("Could not delete from config. 'foo' does not exist.")
@@ -302,7 +302,7 @@ def test_resuming_with_another_model_or_data_split_is_refused(override, message,
 
 
 def test_resume_overrides_put_the_run_s_own_first_and_the_command_line_on_top():
-    from models.cli import resume_overrides
+    from training.cli import resume_overrides
 
     saved = ["model=convnet", "model.model_kwargs.mlp=[16]", "trainer.max_epochs=1", "+callbacks.slow.seconds=0.3",
              "+x=1", "ckpt_path=/old/last.ckpt"]
@@ -314,7 +314,7 @@ def test_resume_overrides_put_the_run_s_own_first_and_the_command_line_on_top():
 
 
 def test_check_resume_config_ignores_speed_only_settings(finished_run, tmp_path):
-    from models.cli import check_resume_config
+    from training.cli import check_resume_config
 
     ckpt = read_checkpoint(finished_run / "checkpoints" / "last.ckpt")
     cfg = compose_train([*TINY, "data.root=/elsewhere", "model.channels_last=false", "trainer.max_epochs=5",
@@ -336,7 +336,7 @@ def test_eval_leaves_no_run_folder_or_log_file(finished_run, tmp_path):
 
 
 def test_a_failed_run_s_folder_is_removed_only_when_it_holds_nothing_else(tmp_path):
-    from models.cli import discard_failed_run
+    from training.cli import discard_failed_run
 
     def fail(folder: Path, progress: dict) -> None:
         with pytest.raises(SystemExit):

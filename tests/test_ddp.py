@@ -18,8 +18,8 @@ import pytest
 import torch
 from hydra.utils import instantiate
 
-from models.classifier import Classifier
-from models.data import EpochShuffleSampler, MNISTDataModule
+from training.module import Classifier
+from training.data import EpochShuffleSampler, MNISTDataModule
 from tests.conftest import ROOT, compose_train, with_model
 
 
@@ -108,7 +108,7 @@ def test_ddp_child_of_a_sweep_job_runs_that_job_alone_in_its_folder(monkeypatch)
     from hydra.core.hydra_config import HydraConfig
     from omegaconf import OmegaConf
 
-    from models.distributed import hydra_child_command
+    from training.distributed import hydra_child_command
 
     monkeypatch.setattr(sys, "argv", ["train.py", "-m", "seed=1,2", "hydra.sweep.dir=/s", "hydra.job.chdir=false",
                                       "--config-name=train"])
@@ -265,7 +265,7 @@ def test_self_organised_neocognitron_grows_the_same_planes_on_every_rank(mnist_r
 @pytest.mark.slow
 def test_ddp_inside_a_hydra_multirun_keeps_one_folder_per_job(mnist_root, tmp_path):
     """Lightning re-runs the command line for rank 1; under ``-m`` that would start a sweep of
-    its own. models.distributed gives it the job's own overrides and folder instead."""
+    its own. training.distributed gives it the job's own overrides and folder instead."""
     sweep = tmp_path / "sweep"
     run_train(["-m", "seed=1,2"] + DDP + [f"data.root={mnist_root}", "data.train_subset=128", "data.val_size=64",
                                          "data.batch_size=8", "trainer.max_epochs=1", "test=false",

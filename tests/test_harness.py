@@ -16,7 +16,8 @@ from hydra.utils import instantiate
 from PIL import Image
 
 import models
-from models.classifier import Classifier
+import training.data
+from training.module import Classifier
 from models.errors import CheckpointError, ConfigError, DataError, ImageError
 from tests.conftest import CONFIGS, FAST, ROOT, compose_train
 
@@ -42,7 +43,7 @@ def test_every_model_and_data_config_composes_and_instantiates(model, data, tmp_
 @pytest.mark.parametrize("name", models.list_models())
 def test_fast_dev_run_every_registered_model(name, mnist_root):
     size = 16 if name == "lenet1989" else 28
-    dm = models.data.MNISTDataModule(root=str(mnist_root), batch_size=32, val_size=64, download=False,
+    dm = training.data.MNISTDataModule(root=str(mnist_root), batch_size=32, val_size=64, download=False,
                                      resize=None if size == 28 else size)
     module = Classifier(model=name, input_size=size)
     trainer = L.Trainer(fast_dev_run=True, accelerator="cpu", logger=False, enable_progress_bar=False,
@@ -164,7 +165,7 @@ def test_the_progress_bar_can_be_switched_off_from_the_command_line(tmp_path):
 
 
 def test_deterministic_training_and_evaluation_do_not_fill_new_tensors(tmp_path):
-    from models.cli import instantiate_trainer
+    from training.cli import instantiate_trainer
 
     try:
         train_script.build_trainer(compose_train(["trainer.deterministic=true"], tmp_path))
@@ -186,7 +187,7 @@ def test_on_an_accelerator_each_split_is_copied_to_its_memory_once(mnist_root):
     from types import SimpleNamespace
 
     def loaded(device: str, **kw):
-        dm = models.data.MNISTDataModule(root=str(mnist_root), download=False, val_size=100, batch_size=32, **kw)
+        dm = training.data.MNISTDataModule(root=str(mnist_root), download=False, val_size=100, batch_size=32, **kw)
         dm.setup()
         dm.trainer = SimpleNamespace(strategy=SimpleNamespace(root_device=torch.device(device)), world_size=1,
                                      current_epoch=0)
@@ -208,7 +209,7 @@ def test_tensor_pipeline_equals_torchvision_transforms(mnist_root):
     import torchvision
     from torchvision import transforms as T
 
-    dm = models.data.MNISTDataModule(root=str(mnist_root), download=False)
+    dm = training.data.MNISTDataModule(root=str(mnist_root), download=False)
     tv = torchvision.datasets.MNIST(str(mnist_root), train=False, download=False,
                                     transform=T.Compose([T.ToTensor(), T.Normalize((0.1307,), (0.3081,))]))
     x, _ = dm.load_split(train=False)
@@ -218,7 +219,7 @@ def test_tensor_pipeline_equals_torchvision_transforms(mnist_root):
 
 
 def test_cifar_batches_and_image_folder_layouts_agree(cifar_root, tmp_path):
-    dm = models.data.CIFAR10DataModule(root=str(cifar_root), download=False)
+    dm = training.data.CIFAR10DataModule(root=str(cifar_root), download=False)
     x, y = dm.load_split(train=False)
     assert x.shape == (20, 3, 32, 32) and x.dtype == torch.uint8
     folder = tmp_path / "CIFAR10" / "test"
@@ -226,7 +227,7 @@ def test_cifar_batches_and_image_folder_layouts_agree(cifar_root, tmp_path):
         d = folder / dm.classes[label]
         d.mkdir(parents=True, exist_ok=True)
         Image.fromarray(img.permute(1, 2, 0).numpy()).save(d / f"{i:05d}.png")
-    x2, y2 = models.data.CIFAR10DataModule(root=str(tmp_path), download=False).load_split(train=False)
+    x2, y2 = training.data.CIFAR10DataModule(root=str(tmp_path), download=False).load_split(train=False)
     order = torch.argsort(y, stable=True)  # the folders are read class by class, each in index order
     assert torch.equal(x2, x[order]) and torch.equal(y2, y[order])
 
@@ -234,7 +235,7 @@ def test_cifar_batches_and_image_folder_layouts_agree(cifar_root, tmp_path):
 def test_batched_augmentation_shifts_and_flips():
     x = torch.randint(0, 256, (16, 3, 5, 7), dtype=torch.uint8)
     torch.manual_seed(0)
-    out = models.data.random_crop_flip(x, pad=2, flip=True)
+    out = training.data.random_crop_flip(x, pad=2, flip=True)
     torch.manual_seed(0)  # the same draws, in the same order: row shifts, column shifts, flips
     dy, dx, mirrored = torch.randint(0, 5, (16,)), torch.randint(0, 5, (16,)), torch.rand(16) < 0.5
     assert out.shape == x.shape and out.dtype == torch.uint8
@@ -269,11 +270,11 @@ def test_feature_maps_that_shrink_to_nothing_fail_at_construction():
 
 
 def test_missing_dataset_offline_says_where_to_put_it(tmp_path):
-    dm = models.data.MNISTDataModule(root=str(tmp_path), download=False)
+    dm = training.data.MNISTDataModule(root=str(tmp_path), download=False)
     with pytest.raises(DataError, match=r"MNIST not found in .*\n.*Put the four uncompressed IDX files here:\n.*train-images-idx3-ubyte"):
         dm.setup()
     with pytest.raises(DataError, match="(?s)CIFAR-10 not found .*data_batch_1.*CIFAR10/train/<class>"):
-        models.data.CIFAR10DataModule(root=str(tmp_path), download=False).setup()
+        training.data.CIFAR10DataModule(root=str(tmp_path), download=False).setup()
 
 
 def test_truncated_idx_file_is_reported(mnist_root, tmp_path):
@@ -283,7 +284,7 @@ def test_truncated_idx_file_is_reported(mnist_root, tmp_path):
     f = tmp_path / "MNIST" / "raw" / "t10k-images-idx3-ubyte"
     f.write_bytes(f.read_bytes()[:1000])
     with pytest.raises(DataError, match="truncated or corrupt"):
-        models.data.MNISTDataModule(root=str(tmp_path), download=False).load_split(train=False)
+        training.data.MNISTDataModule(root=str(tmp_path), download=False).load_split(train=False)
 
 
 def test_bad_checkpoints_are_reported(tmp_path, trained_run):
@@ -338,7 +339,7 @@ def test_command_line_prints_the_message_without_traceback(tmp_path):
 
 
 def test_one_cycle_schedule_survives_a_run_of_two_steps(mnist_root):
-    dm = models.data.MNISTDataModule(root=str(mnist_root), batch_size=512, val_size=64, download=False,
+    dm = training.data.MNISTDataModule(root=str(mnist_root), batch_size=512, val_size=64, download=False,
                                      train_subset=1000)
     module = Classifier(model="convnet", scheduler={"_target_": "torch.optim.lr_scheduler.OneCycleLR", "_partial_": True,
                                                     "max_lr": 1e-3, "total_steps": None, "pct_start": 0.25},

@@ -17,10 +17,10 @@ import pytest
 import torch
 from PIL import Image
 
-import models.data
+import training.data
 import predict as predict_script
 from models.errors import ConfigError, DataError, ImageError
-from models.images import decode_image
+from training.images import decode_image
 from tests.conftest import FAST, ROOT, compose_train, digits_28, write_idx
 
 
@@ -193,7 +193,7 @@ def test_one_unreadable_file_among_several_is_reported_and_the_others_classified
     # the whole command, as a user runs it; it must not import Lightning, torchvision or the
     # LightningModule (start-up time, issue 15 section 7)
     probe = ("import runpy, sys\nsys.argv = sys.argv[1:]\ntry:\n    runpy.run_path('predict.py', run_name='__main__')\n"
-             "finally:\n    heavy = [m for m in ('lightning', 'torchvision', 'models.classifier', 'hydra') if m in sys.modules]\n"
+             "finally:\n    heavy = [m for m in ('lightning', 'torchvision', 'training.module', 'hydra') if m in sys.modules]\n"
              "    print('imported:', heavy, file=sys.stderr)\n")
     r = subprocess.run([sys.executable, "-c", probe, "predict.py", ckpt, str(good[0]), str(bad), str(missing), str(good[1])],
                        cwd=ROOT, capture_output=True, text=True, timeout=120, env=env())
@@ -219,8 +219,8 @@ def test_topk_outside_the_models_classes_is_one_clear_line(ckpt, digits, tmp_pat
 def test_predict_scores_as_the_classifier_does_without_lightning(ckpt, digits, tmp_path, tta_flip, channels_last):
     """predict.py builds the network from the checkpoint itself (no LightningModule): the same
     probabilities as the Classifier's evaluation, with its test-time flip and memory format."""
-    from models.classifier import Classifier
-    from models.data import MNISTDataModule
+    from training.module import Classifier
+    from training.data import MNISTDataModule
 
     saved = torch.load(ckpt, map_location="cpu", weights_only=True)
     saved["hyper_parameters"].update(tta_flip=tta_flip, channels_last=channels_last)
@@ -260,7 +260,7 @@ def make_folder(root: Path, train: dict[str, int], test: dict[str, int] | None =
 
 
 def folder_module(root: Path, **kwargs):
-    return models.data.ImageFolderDataModule(root=str(root), in_channels=1, image_size=12, val_size=0, **kwargs)
+    return training.data.ImageFolderDataModule(root=str(root), in_channels=1, image_size=12, val_size=0, **kwargs)
 
 
 def test_num_classes_must_match_the_class_folders(tmp_path):
@@ -315,7 +315,7 @@ def test_image_folders_decode_like_predict_and_say_where_the_cache_is(digits, tm
     clock = iter(range(0, 1000, 3))  # each image "takes" 3 s: a progress line every 5 s
     with monkeypatch.context() as m:
         m.setattr("time.monotonic", lambda: next(clock))
-        dm = models.data.ImageFolderDataModule(root=str(root), in_channels=3, image_size=28, num_classes=2)
+        dm = training.data.ImageFolderDataModule(root=str(root), in_channels=3, image_size=28, num_classes=2)
         x, y = dm.load_split(train=True)
     assert x.shape == (4, 3, 28, 28) and y.tolist() == [0, 0, 1, 1]
     for i, name in enumerate(["a/0.png", "a/1.png", "b/0.png", "b/1.png"]):
@@ -327,7 +327,7 @@ def test_image_folders_decode_like_predict_and_say_where_the_cache_is(digits, tm
     assert f"decoded 4 images of {root / 'train'}; cached in {cache}" in err and "deleting it is safe" in err
     cached = list(cache.glob("images-*.pt"))
     assert len(cached) == 1 and torch.load(cached[0], weights_only=True)[0].shape == x.shape
-    x2, _ = models.data.ImageFolderDataModule(root=str(root), in_channels=3, image_size=28, num_classes=2).load_split(True)
+    x2, _ = training.data.ImageFolderDataModule(root=str(root), in_channels=3, image_size=28, num_classes=2).load_split(True)
     assert torch.equal(x, x2) and "decoded" not in capsys.readouterr().err  # the second time from the cache
 
 
@@ -342,7 +342,7 @@ def test_an_idx_label_outside_0_to_9_is_named(mnist_root, tmp_path):
     write_idx(labels, y)
     with pytest.raises(DataError, match=r"t10k-labels-idx1-ubyte holds the label 12 \(at index 7; 1 label\(s\) in all "
                                         r"outside 0..9\)"):
-        models.data.MNISTDataModule(root=str(tmp_path), download=False).load_split(train=False)
+        training.data.MNISTDataModule(root=str(tmp_path), download=False).load_split(train=False)
 
 
 @pytest.mark.parametrize("exists", [True, False])
@@ -360,7 +360,7 @@ def test_a_failed_download_leaves_no_empty_folders_behind(tmp_path, monkeypatch,
         root.mkdir()
         (root / "mine.txt").write_text("the user's own file")
     with pytest.raises(DataError, match="MNIST not found in .* could not be downloaded"):
-        models.data.MNISTDataModule(root=str(root), download=True).load_split(train=True)
+        training.data.MNISTDataModule(root=str(root), download=True).load_split(train=True)
     if exists:
         assert sorted(p.name for p in root.iterdir()) == ["mine.txt"]  # no empty MNIST/raw
     else:

@@ -19,10 +19,11 @@ import torch
 from hydra.utils import instantiate
 
 import models
-import models.data
+import training.cli
+import training.data
 import train as train_script
-from models.callbacks import AtomicCheckpointIO, atomic_torch_save
-from models.classifier import Classifier, check_resume_checkpoint, read_checkpoint
+from training.callbacks import AtomicCheckpointIO, atomic_torch_save
+from training.module import Classifier, check_resume_checkpoint, read_checkpoint
 from models.errors import CheckpointError, ConfigError, DataError, DivergenceError, UserError
 from tests.conftest import FAST, ROOT, compose_train, with_model, write_idx
 
@@ -238,7 +239,7 @@ class KillNow:
         os.kill(os.getpid(), signal.SIGKILL)
 
 if sys.argv[2] == "atomic":
-    from models.callbacks import atomic_torch_save as save
+    from training.callbacks import atomic_torch_save as save
 else:
     save = torch.save
 save({"state_dict": {"w": torch.zeros(1000)}, "oops": KillNow()}, sys.argv[1])
@@ -355,7 +356,7 @@ def test_divergence_on_the_command_line_is_one_clear_message(mnist_root, tmp_pat
 ])
 def test_bad_data_config_values_are_named(key, value, message, tmp_path):
     with pytest.raises(ConfigError) as info:
-        models.data.MNISTDataModule(**{"root": str(tmp_path), key: value})
+        training.data.MNISTDataModule(**{"root": str(tmp_path), key: value})
     assert str(info.value) == message
 
 
@@ -371,7 +372,7 @@ def test_bad_values_through_hydra_get_the_same_messages(tmp_path):
 
 
 def test_val_size_that_leaves_no_training_images(mnist_root):
-    dm = models.data.MNISTDataModule(root=str(mnist_root), val_size=5000, download=False)
+    dm = training.data.MNISTDataModule(root=str(mnist_root), val_size=5000, download=False)
     with pytest.raises(ConfigError, match="data.val_size=5000 leaves no training images"):
         dm.setup()
 
@@ -432,7 +433,7 @@ def test_unknown_model_or_data_config_names_list_the_options(tmp_path):
         compose_train(["model=lenet9"], tmp_path)
 
 
-@pytest.mark.slow  # Hydra's error as one line (models.cli.run_main); more cases in tests/test_cli.py
+@pytest.mark.slow  # Hydra's error as one line (training.cli.run_main); more cases in tests/test_cli.py
 def test_unknown_data_name_on_the_command_line_is_one_clear_message(tmp_path):
     r = run_train_cli(["data=mnistt", f"hydra.run.dir={tmp_path}"])
     assert r.returncode == 2
@@ -441,7 +442,7 @@ def test_unknown_data_name_on_the_command_line_is_one_clear_message(tmp_path):
 
 
 def test_user_errors_print_one_line_and_the_debug_switches_show_the_traceback(monkeypatch, capsys):
-    from models.cli import friendly_errors
+    from training.cli import friendly_errors
 
     monkeypatch.delenv("HYDRA_FULL_ERROR", raising=False)
     monkeypatch.delenv("NEOLENET_DEBUG", raising=False)
@@ -470,7 +471,7 @@ def test_missing_dataset_when_the_download_fails(tmp_path, monkeypatch):
     monkeypatch.setattr(torchvision.datasets.MNIST, "download", offline)
     with pytest.raises(DataError, match=r"(?s)MNIST not found in .* could not be downloaded \(OSError: network is "
                                         r"unreachable\).*train-images-idx3-ubyte"):
-        models.data.MNISTDataModule(root=str(tmp_path), download=True).load_split(train=True)
+        training.data.MNISTDataModule(root=str(tmp_path), download=True).load_split(train=True)
 
 
 @pytest.fixture
@@ -485,10 +486,10 @@ def test_idx_file_with_a_wrong_magic_number(mnist_copy):
     f.write_bytes(b"\x1f\x8b\x08\x00" + data[4:])  # a gzip header: the file was not uncompressed
     with pytest.raises(DataError, match=r"train-images-idx3-ubyte has the wrong magic number 0x1f8b0800; an IDX file "
                                         r"of unsigned bytes with 3 dimension\(s\) starts with 0x00000803"):
-        models.data.MNISTDataModule(root=str(mnist_copy), download=False).load_split(train=True)
+        training.data.MNISTDataModule(root=str(mnist_copy), download=False).load_split(train=True)
     f.write_bytes((0x801).to_bytes(4, "big") + data[4:])  # a labels header on the images file
     with pytest.raises(DataError, match="wrong magic number 0x00000801"):
-        models.data.MNISTDataModule(root=str(mnist_copy), download=False).load_split(train=True)
+        training.data.MNISTDataModule(root=str(mnist_copy), download=False).load_split(train=True)
 
 
 def test_idx_file_shorter_or_longer_than_its_header_says(mnist_copy):
@@ -497,17 +498,17 @@ def test_idx_file_shorter_or_longer_than_its_header_says(mnist_copy):
     f.write_bytes(data[:-10])
     with pytest.raises(DataError, match=r"t10k-labels-idx1-ubyte is truncated or corrupt: its header promises 297 bytes "
                                         r"of data \(305 bytes in all\), the file has 295"):
-        models.data.MNISTDataModule(root=str(mnist_copy), download=False).load_split(train=False)
+        training.data.MNISTDataModule(root=str(mnist_copy), download=False).load_split(train=False)
     f.write_bytes(data[:3])
     with pytest.raises(DataError, match="not even an IDX header"):
-        models.data.MNISTDataModule(root=str(mnist_copy), download=False).load_split(train=False)
+        training.data.MNISTDataModule(root=str(mnist_copy), download=False).load_split(train=False)
 
 
 def test_idx_images_and_labels_of_different_lengths(mnist_copy):
     raw = mnist_copy / "MNIST" / "raw"
     write_idx(raw / "t10k-labels-idx1-ubyte", np.zeros(10, dtype=np.uint8))
     with pytest.raises(DataError, match=r"unexpected shapes: images \(297, 28, 28\), labels \(10,\)"):
-        models.data.MNISTDataModule(root=str(mnist_copy), download=False).load_split(train=False)
+        training.data.MNISTDataModule(root=str(mnist_copy), download=False).load_split(train=False)
 
 
 @pytest.fixture
@@ -522,21 +523,21 @@ def test_cifar_batch_of_the_wrong_shape(cifar_copy):
         pickle.dump({"data": np.zeros((20, 1024), dtype=np.uint8), "labels": [0] * 20}, f)
     with pytest.raises(DataError, match=r"test_batch has the wrong shape: data \(20, 1024\), labels \(20,\) "
                                         r"\(expected N x 3072 and N\)"):
-        models.data.CIFAR10DataModule(root=str(cifar_copy), download=False).load_split(train=False)
+        training.data.CIFAR10DataModule(root=str(cifar_copy), download=False).load_split(train=False)
     with open(path, "wb") as f:
         pickle.dump({"data": np.zeros((20, 3072), dtype=np.uint8), "labels": [0] * 19}, f)
     with pytest.raises(DataError, match="wrong shape"):
-        models.data.CIFAR10DataModule(root=str(cifar_copy), download=False).load_split(train=False)
+        training.data.CIFAR10DataModule(root=str(cifar_copy), download=False).load_split(train=False)
 
 
 def test_truncated_or_missing_cifar_batch(cifar_copy):
     path = cifar_copy / "cifar-10-batches-py" / "data_batch_3"
     path.write_bytes(path.read_bytes()[:100])
     with pytest.raises(DataError, match="data_batch_3 is truncated or corrupt"):
-        models.data.CIFAR10DataModule(root=str(cifar_copy), download=False).load_split(train=True)
+        training.data.CIFAR10DataModule(root=str(cifar_copy), download=False).load_split(train=True)
     path.unlink()
     with pytest.raises(DataError, match="data_batch_3 is missing"):
-        models.data.CIFAR10DataModule(root=str(cifar_copy), download=False).load_split(train=True)
+        training.data.CIFAR10DataModule(root=str(cifar_copy), download=False).load_split(train=True)
 
 
 def test_resuming_from_another_models_checkpoint_or_a_broken_file(tmp_path):
@@ -564,7 +565,7 @@ def test_every_user_error_is_a_userror():
 def test_finite_checks_read_the_device_every_step_on_cpu_but_only_at_the_logging_interval_on_a_gpu():
     from types import SimpleNamespace
 
-    from models.callbacks import host_sync_due
+    from training.callbacks import host_sync_due
 
     def due(device: str, every: int) -> list[int]:
         trainer = SimpleNamespace(strategy=SimpleNamespace(root_device=torch.device(device)), log_every_n_steps=50)
@@ -586,7 +587,7 @@ def test_the_per_step_training_metric_updates_never_read_the_device(monkeypatch)
     """A read of a tensor's value (``bool``, ``item``, ``tolist``) is a host synchronisation on a
     GPU; the training metrics are updated on every step, so their updates must make none (the
     torchmetrics defaults make two: MeanMetric's NaN check and the accuracy's argument checks)."""
-    from models.classifier import Classifier
+    from training.module import Classifier
 
     module = Classifier(model="convnet")
     scores, y, loss = torch.randn(8, 10), torch.randint(0, 10, (8,)), torch.tensor(0.5)

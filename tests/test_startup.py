@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import ROOT, compose_train
+import training.data
 
 # what a default run printed before (issue 15, section 5); none of it may come back
 NOISE = ("litlogger", "LeafSpec", "torch.jit.trace", "limit_val_batches=1.0", "INFO: ")
@@ -43,13 +44,13 @@ def test_help_says_what_the_command_does_lists_the_groups_and_imports_no_torch(s
 
 
 def test_importing_the_package_is_cheap_and_registers_everything_on_use():
-    out = _python("-c", "import sys, models\n"
+    out = _python("-c", "import sys, models, training\n"
                         "assert 'torch' not in sys.modules\n"
                         "print(models.list_models())\n"
                         "from models.registry import get_model\n"
-                        "print(type(get_model('lenet5')).__name__, models.data.__name__)")
+                        "print(type(get_model('lenet5')).__name__, models.ops.__name__)")
     assert out.returncode == 0, out.stderr[-2000:]
-    assert "'neocognitron'" in out.stdout and "LeNet models.data" in out.stdout, out.stdout
+    assert "'neocognitron'" in out.stdout and "LeNet models.ops" in out.stdout, out.stdout
 
 
 @pytest.fixture(scope="module")
@@ -104,7 +105,7 @@ def test_hparams_are_what_a_person_compares_and_the_final_metrics_are_logged_onc
 
 
 def test_hparams_for_tensorboard_of_the_paper_lenet(tmp_path):
-    from models.tb_callbacks import hparams_for_tensorboard
+    from training.tb_callbacks import hparams_for_tensorboard
 
     cfg = compose_train(["experiment=lenet5_paper", "seed=3"], tmp_path)
     hp = hparams_for_tensorboard(cfg)
@@ -127,7 +128,7 @@ def test_the_trainer_keys_people_override_need_no_plus(tmp_path):
 def test_validation_errors_says_once_when_matplotlib_is_missing(monkeypatch, capsys):
     import importlib.util
 
-    from models import tb_callbacks as tbc
+    from training import tb_callbacks as tbc
 
     real = importlib.util.find_spec
     monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "matplotlib" else real(name, *a))
@@ -140,7 +141,7 @@ def test_validation_errors_says_once_when_matplotlib_is_missing(monkeypatch, cap
 def test_ci_digits_are_readable_mnist(tmp_path):
     out = _python(str(ROOT / ".ci" / "make_digits.py"), str(tmp_path), "--train", "50", "--test", "20")
     assert out.returncode == 0, out.stderr
-    from models.data import MNISTDataModule
+    from training.data import MNISTDataModule
 
     dm = MNISTDataModule(root=str(tmp_path), val_size=10, batch_size=8, download=False)
     dm.setup("fit")

@@ -14,7 +14,7 @@ import pytest
 from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
-from models.sweep import read_jobs, summarize
+from training.sweep import read_jobs, summarize
 from tests.conftest import ROOT, compose_train
 
 
@@ -116,5 +116,5 @@ def test_slurm_launcher_config_composes(tmp_path):
     assert type(obj).__name__ == "SlurmLauncher" and obj.params["nodes"] == 2
     # and a DDP child of a train config still composes the default launcher (no plugin needed)
     plain = compose_train(["trainer=ddp"], tmp_path)
-    assert plain.trainer.strategy._target_ == "models.distributed.DDPStrategy"
+    assert plain.trainer.strategy._target_ == "training.distributed.DDPStrategy"
     assert plain.trainer.use_distributed_sampler is False

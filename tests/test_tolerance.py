@@ -12,7 +12,7 @@ import sys
 import pytest
 import torch
 
-from models import perturbations as P
+from training import perturbations as P
 from tests.conftest import FAST, ROOT, compose_train
 
 
@@ -28,7 +28,7 @@ def digits(b: int = 6, size: int = 28, border: int = 6, seed: int = 0) -> torch.
 def test_the_transforms_are_plain_pytorch():
     """models/perturbations.py imports no Lightning, Hydra, torchmetrics or TensorBoard (notebooks and
     other tools use it on its own)."""
-    code = ("import sys, models.perturbations; "
+    code = ("import sys, training.perturbations; "
             "print([m for m in ('lightning', 'hydra', 'torchmetrics', 'tensorboard') if m in sys.modules])")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=120)
     assert out.returncode == 0 and out.stdout.strip() == "[]", out.stdout + out.stderr[-2000:]

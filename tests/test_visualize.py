@@ -10,10 +10,11 @@ from lightning.pytorch.loggers import TensorBoardLogger
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 import models
-from models import tb_callbacks as tbc
-from models import visualize as viz
-from models.classifier import Classifier
-from models.cli import instantiate_group
+import training.data
+from training import tb_callbacks as tbc
+from training import visualize as viz
+from training.module import Classifier
+from training.cli import instantiate_group
 from tests.conftest import FAST, compose_train
 
 import train as train_script
@@ -76,7 +77,7 @@ def test_weight_norms_match_the_checkpoint(tb_run):
 
 
 def test_confusion_matrix_counts_the_validation_predictions(mnist_root):
-    dm = models.data.MNISTDataModule(root=str(mnist_root), batch_size=64, eval_batch_size=50, val_size=120,
+    dm = training.data.MNISTDataModule(root=str(mnist_root), batch_size=64, eval_batch_size=50, val_size=120,
                                      train_subset=128, download=False)
     errors = tbc.ValidationErrors(k=5)
     logger = TensorBoardLogger(save_dir=str(dm.root.parent / "cm_logs"), name="tb", version="")
@@ -205,7 +206,7 @@ def test_small_mnist_matches_the_test_fixture(tmp_path):
     xr, yr = digits_28()
     assert (x == xr).all() and (y == yr).all() and x.shape == (1797, 28, 28)
     root = viz.write_small_mnist(tmp_path)
-    xs, ys = models.data.MNISTDataModule(root=str(root), download=False).load_split(train=False)
+    xs, ys = training.data.MNISTDataModule(root=str(root), download=False).load_split(train=False)
     assert xs.shape == (297, 1, 28, 28) and torch.equal(ys, torch.as_tensor(y[:297], dtype=torch.long))
 
 

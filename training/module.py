@@ -27,8 +27,8 @@ from torchmetrics.classification import MulticlassAccuracy
 
 from .callbacks import host_sync_due
 from .checkpoint import checkpoint_data_state, read_checkpoint  # noqa: F401  (re-exported: eval.py, predict.py)
-from .errors import CheckpointError, ConfigError, DivergenceError
-from .registry import get_model
+from models.errors import CheckpointError, ConfigError, DivergenceError
+from models.registry import get_model
 
 
 def _plain(cfg: Any) -> Any:
@@ -195,7 +195,7 @@ class Classifier(L.LightningModule):
                 and not isinstance(trainer.strategy, DDPStrategy)):
             raise ConfigError(
                 f"{self.hparams.model} learns without backprop; on {trainer.world_size} processes it needs "
-                f"trainer=ddp (models.distributed.DDPStrategy), which makes every rank learn from all ranks' "
+                f"trainer=ddp (training.distributed.DDPStrategy), which makes every rank learn from all ranks' "
                 f"batches, not strategy {type(trainer.strategy).__name__}"
             )
 
@@ -237,7 +237,7 @@ class Classifier(L.LightningModule):
     @classmethod
     def load_from_checkpoint(cls, checkpoint_path, map_location=None, hparams_file=None, strict=None, **kwargs):
         """Lightning's loader, reading the file safely (``weights_only=True``: a file carrying
-        objects that could run code is refused before any of it runs, :mod:`models.checkpoint`),
+        objects that could run code is refused before any of it runs, :mod:`training.checkpoint`),
         with a clear :class:`CheckpointError` for a missing, empty, corrupt or foreign checkpoint
         instead of a deep traceback."""
         hp = read_checkpoint(checkpoint_path)["hyper_parameters"]

@@ -30,7 +30,7 @@ from typing import Any, Callable
 from hydra.utils import instantiate
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
-from .errors import ConfigError, UserError
+from models.errors import ConfigError, UserError
 
 
 @contextlib.contextmanager

@@ -17,7 +17,7 @@ from typing import Any
 
 import torch
 
-from .errors import CheckpointError
+from models.errors import CheckpointError
 
 
 class UnsafeCheckpointError(CheckpointError):
@@ -57,10 +57,19 @@ def read_checkpoint(path) -> dict:
     return ckpt
 
 
+# Where classes named in checkpoints written before the layout split (issue 18) live now.
+MOVED_TARGETS = {"models.data.": "training.data."}
+
+
 def checkpoint_data_state(ckpt: dict) -> dict | None:
-    """The data module description (target, hparams, classes, mean, std) saved in a checkpoint."""
+    """The data module description (target, hparams, classes, mean, std) saved in a checkpoint,
+    its target updated if the checkpoint predates the move of the data modules to ``training``."""
     for value in ckpt.values():
         if isinstance(value, dict) and {"target", "hparams"} <= value.keys():
+            target = str(value["target"])
+            for old, new in MOVED_TARGETS.items():
+                if target.startswith(old):
+                    value = {**value, "target": new + target[len(old):]}
             return value
     return None
 

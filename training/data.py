@@ -25,7 +25,7 @@ import torch.nn.functional as F
 import torchvision
 from torch.utils.data import DataLoader, Sampler
 
-from .errors import ConfigError, DataError, ImageError
+from models.errors import ConfigError, DataError, ImageError
 from .images import DECODER_VERSION, IMAGE_SUFFIXES, NORMALIZATIONS, decode_image, transform_batch  # noqa: F401
 
 
@@ -457,7 +457,7 @@ def load_image_folder(
 ) -> tuple[torch.Tensor, torch.Tensor, list[str]]:
     """Read ``folder/<class>/<image>`` files into a uint8 ``(N, channels, size, size)`` tensor.
 
-    Each file is decoded by :func:`models.images.decode_image`, as predict.py decodes its images:
+    Each file is decoded by :func:`training.images.decode_image`, as predict.py decodes its images:
     16-bit images scaled to 8 bits, transparency composited over black, the channel count
     converted, a non-square image padded to a square (black) and resized. The result is cached
     (keyed by the folder, its file list and modification times) in :func:`cache_dir`
@@ -580,7 +580,7 @@ class CIFAR10DataModule(TensorDataModule):
 class ImageFolderDataModule(TensorDataModule):
     """A user's own images: ``root/train/<class>/*`` and ``root/test/<class>/*`` (any size,
     padded to a square and resized to ``image_size``; grey or colour, converted to ``in_channels``;
-    decoded as predict.py decodes, :func:`models.images.decode_image`).
+    decoded as predict.py decodes, :func:`training.images.decode_image`).
 
     Before anything is decoded, the class folders are checked: ``num_classes`` (the model's output
     count) must equal the number of training class folders, there must be at least two, none may be

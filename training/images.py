@@ -1,7 +1,7 @@
 """Image files to uint8 tensors, and the evaluation transform: plain PIL and torch, no Lightning.
 
 :func:`decode_image` is the one decoder of the project: ``predict.py`` classifies files with it and
-the image-folder data (:func:`models.data.load_image_folder`, also CIFAR-10 from PNG folders) read
+the image-folder data (:func:`training.data.load_image_folder`, also CIFAR-10 from PNG folders) read
 their training images with it, so a file is converted the same way in training and in prediction:
 
 - 16-bit grey (PIL modes ``I;16``, ``I;16B``, ``I``) is scaled to 8 bits, ``round(v * 255 / 65535)``
@@ -27,7 +27,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from .errors import ImageError
+from models.errors import ImageError
 
 NORMALIZATIONS = ("standard", "lecun", "unit")
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp"}

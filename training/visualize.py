@@ -1,6 +1,6 @@
 """Figures that show what a network learned: filters, feature maps, mistakes, a confusion matrix.
 
-Used by the TensorBoard callbacks (:mod:`models.tb_callbacks`) and by the notebooks. Every
+Used by the TensorBoard callbacks (:mod:`training.tb_callbacks`) and by the notebooks. Every
 function works on any registered network:
 
 * **Filters** (:func:`conv_filters`): the 4-D weights ``(out, in, k, k)`` of every
@@ -38,14 +38,14 @@ def _project_types() -> tuple[tuple[type, ...], tuple[type, ...]]:
     """(conv-like, pool-like) module classes of this project, as far as they exist."""
     conv, pool = [nn.Conv2d], list(POOL_TYPES)
     try:
-        from . import ops
+        from models import ops
 
         conv += [getattr(ops, n) for n in ("Conv2d",) if hasattr(ops, n)]
         pool += [getattr(ops, n) for n in ("MaxPool2d", "AvgPool2d", "LearnedPool2d") if hasattr(ops, n)]
     except ImportError:  # pragma: no cover
         pass
     try:
-        from .neocognitron import BlurCPlanes, PoolCPlanes
+        from models.neocognitron import BlurCPlanes, PoolCPlanes
 
         pool += [BlurCPlanes, PoolCPlanes]
     except ImportError:  # pragma: no cover
@@ -54,7 +54,7 @@ def _project_types() -> tuple[tuple[type, ...], tuple[type, ...]]:
 
 
 def unwrap(model: nn.Module) -> nn.Module:
-    """The plain network inside a :class:`~models.classifier.Classifier` (or the model itself)."""
+    """The plain network inside a :class:`~training.module.Classifier` (or the model itself)."""
     return getattr(model, "net", model)
 
 
@@ -393,7 +393,7 @@ def read_run(run: str | Path) -> dict:
 
         hp = read_checkpoint(ckpts[-1])["hyper_parameters"]
         info["model"] = hp.get("model", info["model"])
-        from .registry import get_model
+        from models.registry import get_model
 
         net = get_model(hp["model"], in_channels=hp.get("in_channels", 1), num_classes=hp.get("num_classes", 10),
                         input_size=hp.get("input_size", 28), **dict(hp.get("model_kwargs") or {}))

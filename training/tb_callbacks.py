@@ -60,7 +60,7 @@ def _hp_value(value: Any) -> bool | int | float | str:
 
 
 def _short(target: str | None) -> str:
-    """``torch.optim.AdamW`` -> ``AdamW``; ``models.data.MNISTDataModule`` -> ``MNIST``."""
+    """``torch.optim.AdamW`` -> ``AdamW``; ``training.data.MNISTDataModule`` -> ``MNIST``."""
     if not target:
         return "none"
     name = str(target).rsplit(".", 1)[-1]
@@ -136,7 +136,7 @@ def _can_draw_figures() -> bool:
 class _TensorBoardCallback(L.Callback):
     def __init__(self, every_n_epochs: int = 1):
         if not isinstance(every_n_epochs, int) or every_n_epochs < 1:
-            from .errors import ConfigError
+            from models.errors import ConfigError
 
             raise ConfigError(f"{type(self).__name__}: every_n_epochs must be a positive integer, got {every_n_epochs!r}")
         self.every_n_epochs = every_n_epochs

@@ -4,7 +4,7 @@ category and the start of its message); every other warning still shows.
 
 No torch or Lightning import: the entry points call :func:`quiet_third_party` before anything
 that would warn. The ``torch.jit.trace`` deprecation of the model-graph callback is silenced where
-the callback traces (:class:`models.tb_callbacks.ModelGraph`), not here.
+the callback traces (:class:`training.tb_callbacks.ModelGraph`), not here.
 """
 
 from __future__ import annotations

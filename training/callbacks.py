@@ -23,7 +23,7 @@
 
 They are wired in ``configs/trainer/cpu.yaml`` (``plugins``) and ``configs/callbacks/``.
 Resuming mid-epoch also needs the training loader to skip the batches already seen; that is
-the data module's :class:`~models.data.EpochShuffleSampler` (seeded by the run's seed and the
+the data module's :class:`~training.data.EpochShuffleSampler` (seeded by the run's seed and the
 epoch) behind a stateful loader.
 """
 
@@ -41,7 +41,7 @@ import torch
 from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 
-from .errors import DivergenceError
+from models.errors import DivergenceError
 
 PARTIAL_SUFFIX = ".partial"
 
@@ -117,7 +117,7 @@ class AtomicCheckpointIO(TorchCheckpointIO):
 
     def load_checkpoint(self, path, map_location: Any | None = None, weights_only: bool | None = None) -> dict:
         """Read a checkpoint to resume or test from with ``weights_only=True`` whatever Lightning
-        asks: a file carrying objects that could run code is refused (:mod:`models.checkpoint`)."""
+        asks: a file carrying objects that could run code is refused (:mod:`training.checkpoint`)."""
         from .checkpoint import safe_load
 
         if "://" in str(path) and not str(path).startswith("file://"):
@@ -234,7 +234,7 @@ class ExactResume(L.Callback):
       checkpoint and put back when training starts from one, so that dropout masks and batched
       augmentation are drawn exactly as in an uninterrupted run.
     * The training loader's position: Lightning saves a stateful loader's ``state_dict()``
-      (:class:`~models.data.ResumableLoader`: the epoch and the batches already done) but only
+      (:class:`~training.data.ResumableLoader`: the epoch and the batches already done) but only
       loads it back if the loader is created *after* the checkpoint is restored. A scheduler
       that asks for ``trainer.estimated_stepping_batches`` (OneCycleLR) makes Lightning create
       it before, and the saved position would be silently dropped (the resumed epoch would start

@@ -3,7 +3,7 @@
 * :class:`DDPStrategy` (``trainer=ddp``) is Lightning's DDP strategy, except that a model with
   no trainable parameter (Fukushima's self-organising Neocognitron) is not wrapped in
   ``DistributedDataParallel`` (which refuses such a module); its states are broadcast from
-  rank 0 instead, and :class:`~models.classifier.Classifier` gathers every training batch
+  rank 0 instead, and :class:`~training.module.Classifier` gathers every training batch
   from all ranks, so every rank makes the same unsupervised update and grows the same planes.
 * :func:`hydra_child_command` replaces Lightning's command for the extra DDP processes under
   Hydra. Lightning re-runs ``sys.argv`` with ``hydra.run.dir=<this run's folder>``; under a

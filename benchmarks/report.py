@@ -1,0 +1,161 @@
+"""Write the README's results tables from the records in benchmarks/results/*.jsonl.
+
+    python benchmarks/report.py            # rewrite the tables between the README's markers
+    python benchmarks/report.py --check    # exit 1 when the README differs from what the records give
+
+Each table lives between ``<!-- report:<table> -->`` and ``<!-- /report:<table> -->`` in the README.
+A row selects records (a file and the values some keys must have), takes one figure from each
+(a metric) and prints n, mean ± std over the records (seeds), the standard error of the mean,
+the paper's figure and the gap to it in standard errors, and which lines of which file the
+figure comes from. No figure in those tables is typed by hand: a test runs ``--check``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import statistics
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from training.records import read_records  # noqa: E402
+
+
+@dataclass
+class Row:
+    """One line of a table: the records of ``store`` whose keys equal ``where``, and ``metric``."""
+
+    label: str
+    data: str
+    store: str
+    where: dict[str, Any]
+    metric: str | Callable[[dict], float]
+    command: str
+    paper: float | None = None
+    scale: float = 1.0  # e.g. 100 for a fraction shown as a percentage
+    digits: int = 2
+    note: str = ""
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def _get(record: dict, key: str) -> Any:
+    """``record[key]``, where ``key`` may be dotted (``metrics.test/acc``)."""
+    value: Any = record
+    for part in key.split("."):
+        if not isinstance(value, dict) or part not in value:
+            return None
+        value = value[part]
+    return value
+
+
+def select(row: Row) -> list[dict]:
+    return [r for r in read_records(row.store) if all(_get(r, k) == v for k, v in row.where.items())]
+
+
+def figures(row: Row, records: list[dict]) -> list[float]:
+    values = [row.metric(r) if callable(row.metric) else _get(r, row.metric) for r in records]
+    return [float(v) * row.scale for v in values if v is not None]
+
+
+def summary(values: list[float]) -> dict[str, float]:
+    n = len(values)
+    mean = statistics.fmean(values) if n else math.nan
+    std = statistics.stdev(values) if n > 1 else math.nan
+    return {"n": n, "mean": mean, "std": std, "se": std / math.sqrt(n) if n > 1 else math.nan}
+
+
+def _lines(records: list[dict]) -> str:
+    """Line numbers as ranges: 1-4, 7."""
+    nums, spans = sorted(r["_line"] for r in records), []
+    for x in nums:
+        if spans and x == spans[-1][1] + 1:
+            spans[-1][1] = x
+        else:
+            spans.append([x, x])
+    return ", ".join(f"{a}" if a == b else f"{a}-{b}" for a, b in spans)
+
+
+def render_row(row: Row) -> str:
+    records = select(row)
+    s = summary(figures(row, records))
+    d = row.digits
+    if s["n"] == 0:
+        ours = "no record yet"
+    elif s["n"] == 1:
+        ours = f"{s['mean']:.{d}f} (n = 1)"
+    else:
+        ours = f"**{s['mean']:.{d}f}** ± {s['std']:.{d}f} (n = {s['n']}, SE {s['se']:.{d}f})"
+    paper = "" if row.paper is None else f"{row.paper:.{d}f}"
+    gap = ""
+    if row.paper is not None and s["n"] > 1 and s["se"] > 0:
+        gap = f"{(s['mean'] - row.paper) / s['se']:+.1f} SE"
+    source = f"`{row.store}.jsonl` {_lines(records)}" if records else ""
+    return f"| {row.label} | {row.data} | `{row.command}` | {ours} | {paper} | {gap} | {source} |"
+
+
+HEADER = ("| model | data | command | ours: mean ± std over seeds | paper | gap | records |\n"
+          "| --- | --- | --- | --- | --- | --- | --- |")
+
+# The README's tables. Figures are test error in % (LeNet, as the paper gives them) or test
+# accuracy in %; each command appends the records its row reads.
+TABLES: dict[str, list[Row]] = {
+    "lenet": [
+        Row("`lenet5` (SDLM, paper schedule), test error %", "MNIST", "lenet",
+            {"model": "lenet5", "batch_size": 16, "step_scale": 4, "epochs": 20},
+            "test_err", "python benchmarks/bench_lenet.py --models lenet5 --seeds 0 1 2 3 4 5", paper=0.95),
+        Row("`lenet4`, test error %", "MNIST", "lenet", {"model": "lenet4", "batch_size": 16, "step_scale": 4},
+            "test_err", "python benchmarks/bench_lenet.py --models lenet4 --seeds 0 1", paper=1.1),
+        Row("`lenet1`, test error %", "MNIST", "lenet", {"model": "lenet1", "batch_size": 16, "step_scale": 4},
+            "test_err", "python benchmarks/bench_lenet.py --models lenet1 --seeds 0 1", paper=1.7),
+        Row("`lenet1989`, test error % (MNIST at 16×16; the paper: its zip codes)", "MNIST", "lenet",
+            {"model": "lenet1989", "batch_size": 16, "step_scale": 4}, "test_err",
+            "python benchmarks/bench_lenet.py --models lenet1989 --seeds 0 1", paper=5.0),
+        Row("`lenet5_modern` (ReLU, max pool, CE, AdamW), test error %", "MNIST", "lenet",
+            {"model": "lenet5_modern"}, "test_err", "python benchmarks/bench_lenet.py --models lenet5_modern"),
+    ],
+}
+
+
+def render(table: str) -> str:
+    return "\n".join([HEADER, *(render_row(r) for r in TABLES[table])])
+
+
+def update(text: str) -> str:
+    """``text`` with every marked table replaced by what the records give."""
+    for name in TABLES:
+        begin, end = f"<!-- report:{name} -->", f"<!-- /report:{name} -->"
+        if begin not in text or end not in text:
+            raise SystemExit(f"error: the README has no {begin} ... {end} markers for table {name!r}")
+        head, rest = text.split(begin, 1)
+        _, tail = rest.split(end, 1)
+        text = f"{head}{begin}\n{render(name)}\n{end}{tail}"
+    return text
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--check", action="store_true", help="exit 1 if the README's tables differ from the records")
+    parser.add_argument("--readme", default=str(ROOT / "README.md"))
+    args = parser.parse_args(argv)
+    readme = Path(args.readme)
+    old = readme.read_text()
+    new = update(old)
+    if args.check:
+        if new != old:
+            print(f"{readme}: its results tables differ from benchmarks/results (run python benchmarks/report.py)",
+                  file=sys.stderr)
+            return 1
+        print(f"{readme}: the results tables match the records")
+        return 0
+    readme.write_text(new)
+    print(f"{readme}: results tables written from the records")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,94 @@
+"""The results store: one JSON line per run in ``benchmarks/results/<name>.jsonl``.
+
+Every benchmark, and ``train.py`` when asked (``+record=<name>``), appends a record: the command
+line and its overrides, the git commit and whether the tree had uncommitted changes, the date,
+the machine (CPU model, cores, threads, torch version, GPU), the seeds, every metric and the
+stage times. Records are only ever appended, never rewritten; ``benchmarks/report.py`` builds
+the README's tables from them, so every figure there points at the line it comes from.
+``NEOLENET_RESULTS_DIR`` moves the store (the tests write to a temporary one).
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+import os
+import platform
+import re
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def results_dir() -> Path:
+    return Path(os.environ.get("NEOLENET_RESULTS_DIR") or ROOT / "benchmarks" / "results")
+
+
+def git_state(root: Path = ROOT) -> dict[str, Any]:
+    """``{"commit": <sha or None>, "dirty": <uncommitted changes to tracked files>}``."""
+    def run(*args: str) -> str | None:
+        try:
+            return subprocess.run(["git", *args], cwd=root, capture_output=True, text=True, timeout=10,
+                                  check=True).stdout.strip()
+        except (OSError, subprocess.SubprocessError):
+            return None
+
+    commit = run("rev-parse", "HEAD")
+    status = run("status", "--porcelain", "--untracked-files=no")
+    return {"commit": commit, "dirty": bool(status) if status is not None else None}
+
+
+def machine() -> dict[str, Any]:
+    """What ran it: CPU model, cores, torch's threads and version, the GPU if any."""
+    cpu = platform.processor() or platform.machine()
+    try:
+        match = re.search(r"^model name\s*:\s*(.+)$", Path("/proc/cpuinfo").read_text(), re.M)
+        cpu = match.group(1).strip() if match else cpu
+    except OSError:
+        pass
+    info: dict[str, Any] = {"cpu": cpu, "cores": os.cpu_count(), "python": platform.python_version()}
+    if "torch" in sys.modules or _importable("torch"):
+        import torch
+
+        info.update(torch=torch.__version__, threads=torch.get_num_threads(),
+                    gpu=torch.cuda.get_device_name(0) if torch.cuda.is_available() else None)
+    return info
+
+
+def _importable(name: str) -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec(name) is not None
+
+
+def append_record(name: str, record: dict[str, Any]) -> Path:
+    """Append ``record`` to ``<results>/<name>.jsonl`` with the command, git state, date and
+    machine filled in (keys ``record`` sets itself are kept). Returns the file."""
+    if not re.fullmatch(r"[A-Za-z0-9_.-]+", name or ""):
+        from models.errors import ConfigError
+
+        raise ConfigError(f"record name {name!r}: use letters, digits, '_', '-' or '.' (it names "
+                          f"benchmarks/results/<name>.jsonl)")
+    full = {"command": " ".join([Path(sys.argv[0]).name, *sys.argv[1:]]) if sys.argv and sys.argv[0] else None,
+            "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+            "git": git_state(), "machine": machine(), **record}
+    path = results_dir() / f"{name}.jsonl"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a") as f:  # append only: a record, once written, is never changed
+        f.write(json.dumps(full, sort_keys=True, default=str) + "\n")
+    return path
+
+
+def read_records(name: str) -> list[dict[str, Any]]:
+    """The records of ``<results>/<name>.jsonl``, each with ``_line`` (its 1-based line number)."""
+    path = results_dir() / f"{name}.jsonl"
+    if not path.is_file():
+        return []
+    out = []
+    for i, line in enumerate(path.read_text().splitlines(), start=1):
+        if line.strip():
+            out.append({**json.loads(line), "_line": i})
+    return out
