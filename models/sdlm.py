@@ -15,12 +15,12 @@ mu = 0.02). Pieces:
 - :class:`SDLMHessianCallback`, a Lightning callback that re-estimates h before each epoch
   from ``trainer.datamodule.sample_batch(num_samples)``.
 
-Batches. The paper updates after every sample, with eta the per-sample step. Per-sample steps
-in Python are far too slow, so we step on mini-batches of 16 and multiply the (mean-reduced)
-batch gradient by ``step_scale``. ``step_scale = batch size`` would make one step move as far
-as that many per-sample steps taken from the same point (linear scaling); on MNIST with
-batches of 16 that diverged in the second pass (LeNet-5 test error 2.46% after pass 1, 21% after
-pass 2), and step_scale 8 was borderline, so the experiments use step_scale = 4 (= sqrt(16)).
+Batches (DEVIATION). The paper updates after every sample, with eta the per-sample step. Here
+the optimiser steps on mini-batches and multiplies the (mean-reduced) batch gradient by
+``step_scale``; ``step_scale = batch size`` would make one step move as far as that many
+per-sample steps taken from the same point (linear scaling). The paper-recipe experiments
+(``configs/experiment/lenet*_paper.yaml``) use batches of 16 with ``step_scale = 4``
+(= sqrt(16)); how that was chosen is in ``docs/lenet.md``.
 """
 
 from __future__ import annotations

@@ -1,5 +1,5 @@
-"""LeNet family (models/lenet.py) and SDLM (models/sdlm.py): sizes, tables, bitmaps, criteria,
-second derivatives, the optimiser's step, the schedule, and a short learning run."""
+"""LeNet family (models/lenet.py, models/lenet_layers.py) and SDLM (models/sdlm.py): sizes, tables,
+bitmaps, criteria, second derivatives, the optimiser's step, the schedule, and a short learning run."""
 
 from __future__ import annotations
 
@@ -26,6 +26,19 @@ def n_params(m: nn.Module) -> int:
 
 def test_all_lenets_registered():
     assert set(LENETS) <= set(list_models())
+
+
+def test_layers_importable_from_lenet_and_layers_do_not_import_lenet():
+    import subprocess
+    import sys
+
+    from models import lenet_layers
+
+    for name in ("TableConv2d", "Subsample", "Dense", "EuclideanRBF", "Stage", "digit_bitmaps", "DIGIT_BITMAPS",
+                 "SQUASH_A", "SQUASH_S", "INIT_SCALE", "INITS", "LECUN_BACKGROUND", "_act", "_act_prime_sq"):
+        assert getattr(L, name) is getattr(lenet_layers, name)
+    code = "import sys, models.lenet_layers; assert 'models.lenet' not in sys.modules"
+    subprocess.run([sys.executable, "-c", code], check=True)
 
 
 def test_lenet5_parameter_counts_match_paper():
