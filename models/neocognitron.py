@@ -15,19 +15,25 @@ After the last C-layer a supervised decision layer (linear, or an MLP with ``dec
 hidden widths) gives the class scores; backprop trains every S-plane and the decision layer,
 the C-planes are never updated.
 
-The self-organising network Fukushima trained without backprop lives in
-:mod:`models.neocognitron_fukushima`; the fixed cells it shares with this one are here.
+The S/C cascade is K. Fukushima's, "Neocognitron: a self-organizing neural network model for a
+mechanism of pattern recognition unaffected by shift in position" (Biological Cybernetics 36,
+1980); training it with a teacher goes back to Fukushima, "Neocognitron: a hierarchical neural
+network capable of visual pattern recognition" (Neural Networks 1, 1988), where the teacher picks
+the features; here backprop does. The blurring C-cell and its saturation are those of Fukushima,
+"Neocognitron for handwritten digit recognition" (Neurocomputing 51, 2003).
+
+The self-organising network Fukushima trained without backprop is
+:mod:`models.neocognitron_fukushima`; the cells both share are in :mod:`models.cells`.
 """
 
 from __future__ import annotations
 
-import math
 from typing import Any, Sequence
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
+from .cells import BlurCPlanes, PoolCPlanes, check_int, check_number, pads_lrtb
 from .errors import ConfigError
 from .ops import check_conv, check_pool, same_padding
 from .registry import register_model
@@ -42,88 +48,7 @@ ACTIVATIONS = {
 }
 
 
-# ----------------------------------------------------------------------------- fixed cells
-def phi(x: torch.Tensor) -> torch.Tensor:
-    """Fukushima's half-wave rectifier phi[x] = max(x, 0)."""
-    return x.clamp_min(0)
-
-
-def saturate(x: torch.Tensor) -> torch.Tensor:
-    """The C-cell saturation psi[x] = phi[x] / (1 + phi[x]) (Fukushima 2003), in [0, 1)."""
-    p = phi(x)
-    return p / (1.0 + p)
-
-
-def gaussian_kernel(m: int, sigma: float | None = None) -> torch.Tensor:
-    """A centre-weighted ``m x m`` blurring kernel (a separable Gaussian), summing to 1.
-
-    ``sigma`` defaults to ``m / 4`` so the window edge gets about e^-2 of the centre weight.
-    """
-    sigma = m / 4.0 if sigma is None else float(sigma)
-    r = torch.arange(m, dtype=torch.float64) - (m - 1) / 2.0
-    g = torch.exp(-(r**2) / (2 * sigma**2))
-    k = torch.outer(g, g)
-    return (k / k.sum()).float()
-
-
-def _pair(padding: int | Sequence[int]) -> tuple[int, int, int, int]:
-    """(left, right, top, bottom) for F.pad from an int or a (P_L, P_R) pair."""
-    if isinstance(padding, int):
-        return padding, padding, padding, padding
-    p_l, p_r = padding
-    return p_l, p_r, p_l, p_r
-
-
-class BlurCPlanes(nn.Module):
-    """Fukushima's C-cells: a fixed centre-weighted blur of each S-plane, then saturation.
-
-    ``u_C = psi[gain * sum_k d(k) u_S(n + k)]`` with ``d`` a Gaussian kernel summing to 1
-    (a depthwise convolution with stride). The kernel is a buffer: it is saved in the state
-    dict, moves with ``.to()``, and is never a Parameter, so no optimiser can change it.
-    """
-
-    def __init__(self, planes: int, m: int, stride: int, padding: int | Sequence[int] = 0,
-                 gain: float = 1.0, sigma: float | None = None, saturation: bool = True):
-        super().__init__()
-        self.planes, self.m, self.stride = planes, m, stride
-        self.pads = _pair(padding)
-        self.gain, self.saturation = float(gain), bool(saturation)
-        k = gaussian_kernel(m, sigma).expand(planes, 1, m, m).clone()
-        self.register_buffer("kernel", k)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if any(self.pads):
-            x = F.pad(x, self.pads)
-        y = F.conv2d(x, self.kernel, stride=self.stride, groups=self.planes) * self.gain
-        return saturate(y) if self.saturation else y
-
-    def extra_repr(self) -> str:
-        return f"{self.planes}, M={self.m}, stride={self.stride}, pads={self.pads}, gain={self.gain}"
-
-
-class PoolCPlanes(nn.Module):
-    """The lecture's C-cells: max (or mean) over an ``M x M`` window of each S-plane, with a stride."""
-
-    def __init__(self, kind: str, m: int, stride: int, padding: int = 0):
-        super().__init__()
-        self.kind, self.m, self.stride, self.padding = kind, m, stride, padding
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if self.kind == "max":
-            return F.max_pool2d(x, self.m, self.stride, self.padding)
-        return F.avg_pool2d(x, self.m, self.stride, self.padding, count_include_pad=False)
-
-    def extra_repr(self) -> str:
-        return f"{self.kind}, M={self.m}, stride={self.stride}, padding={self.padding}"
-
-
 # ----------------------------------------------------------------------------- validation
-def _pos_int(where: str, key: str, v: Any, minimum: int = 1) -> int:
-    if isinstance(v, bool) or not isinstance(v, int) or v < minimum:
-        raise ConfigError(f"{where}: {key} must be an integer >= {minimum}, got {v!r}")
-    return v
-
-
 def _padding(where: str, key: str, v: Any, kernel: int) -> int | tuple[int, int]:
     if v == "same":
         p_l, p_r = same_padding(kernel)
@@ -131,16 +56,6 @@ def _padding(where: str, key: str, v: Any, kernel: int) -> int | tuple[int, int]
     if isinstance(v, bool) or not isinstance(v, int) or v < 0:
         raise ConfigError(f"{where}: {key} must be an integer >= 0 or 'same', got {v!r}")
     return v
-
-
-def _number(where: str, key: str, v: Any, lo: float = 0.0, lo_open: bool = False,
-            hi: float | None = None) -> float:
-    ok = isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
-    ok = ok and (v > lo if lo_open else v >= lo) and (hi is None or v < hi)
-    if not ok:
-        rng = f"{'>' if lo_open else '>='} {lo}" + (f" and < {hi}" if hi is not None else "")
-        raise ConfigError(f"{where}: {key} must be a number {rng}, got {v!r}")
-    return float(v)
 
 
 STAGE_KEYS = {"planes", "s_kernel", "s_stride", "s_padding", "activation", "batchnorm",
@@ -158,16 +73,16 @@ def _stage_spec(i: int, spec: Any) -> dict:
     if "planes" not in spec:
         raise ConfigError(f"{where}: 'planes' (number of S-planes) is required")
     s = {
-        "planes": _pos_int(where, "planes", spec["planes"]),
-        "s_kernel": _pos_int(where, "s_kernel", spec.get("s_kernel", 5)),
-        "s_stride": _pos_int(where, "s_stride", spec.get("s_stride", 1)),
+        "planes": check_int(where, "planes", spec["planes"]),
+        "s_kernel": check_int(where, "s_kernel", spec.get("s_kernel", 5)),
+        "s_stride": check_int(where, "s_stride", spec.get("s_stride", 1)),
         "activation": spec.get("activation", "relu"),
         "batchnorm": spec.get("batchnorm", False),
         "c_kind": spec.get("c_kind", "max"),
-        "c_kernel": _pos_int(where, "c_kernel", spec.get("c_kernel", 2)),
+        "c_kernel": check_int(where, "c_kernel", spec.get("c_kernel", 2)),
     }
     s["s_padding"] = _padding(where, "s_padding", spec.get("s_padding", "same"), s["s_kernel"])
-    s["c_stride"] = _pos_int(where, "c_stride", spec.get("c_stride", s["c_kernel"]))
+    s["c_stride"] = check_int(where, "c_stride", spec.get("c_stride", s["c_kernel"]))
     s["c_padding"] = spec.get("c_padding", 0)
     if s["activation"] not in ACTIVATIONS:
         raise ConfigError(f"{where}: activation {s['activation']!r} is unknown; use one of {sorted(ACTIVATIONS)}")
@@ -180,7 +95,7 @@ def _stage_spec(i: int, spec: Any) -> dict:
             s["c_kind"] != "blur" and cp > s["c_kernel"] // 2):
         raise ConfigError(f"{where}: c_padding must be an integer >= 0 (and <= c_kernel // 2 = "
                           f"{s['c_kernel'] // 2} for max/avg), got {cp!r}")
-    s["c_gain"] = _number(where, "c_gain", spec.get("c_gain", 1.0), lo_open=True)
+    s["c_gain"] = check_number(where, "c_gain", spec.get("c_gain", 1.0), lo_open=True)
     return s
 
 
@@ -191,14 +106,14 @@ class Neocognitron(nn.Module):
     def __init__(self, in_channels: int, num_classes: int, input_size: int, stages: Sequence[Any],
                  decision: Sequence[int] = (), dropout: float = 0.0):
         super().__init__()
-        _pos_int("neocognitron", "in_channels", in_channels)
-        _pos_int("neocognitron", "num_classes", num_classes)
-        _pos_int("neocognitron", "input_size", input_size)
+        check_int("neocognitron", "in_channels", in_channels)
+        check_int("neocognitron", "num_classes", num_classes)
+        check_int("neocognitron", "input_size", input_size)
         if isinstance(stages, (str, bytes)) or not hasattr(stages, "__len__") or len(stages) == 0:
             raise ConfigError(f"neocognitron: stages must be a non-empty list of stage mappings, got {stages!r}")
         if isinstance(decision, (str, bytes)) or not hasattr(decision, "__iter__"):
             raise ConfigError(f"neocognitron: decision must be a list of hidden widths, got {decision!r}")
-        dropout = _number("neocognitron", "dropout", dropout, hi=1.0)
+        dropout = check_number("neocognitron", "dropout", dropout, hi=1.0)
         self.specs = [_stage_spec(i, st) for i, st in enumerate(stages)]
         self.sizes = [input_size]  # side of the map entering each stage, then the final C side
         layers: list[nn.Module] = []
@@ -208,7 +123,7 @@ class Neocognitron(nn.Module):
             n = check_conv(f"neocognitron stage {i} S-layer", n, s["s_kernel"], s["s_stride"], pads)
             s_layer: list[nn.Module] = []
             if not isinstance(pads, int):  # 'same' with an even kernel: the extra pad goes right/bottom
-                s_layer.append(nn.ZeroPad2d(_pair(pads)))
+                s_layer.append(nn.ZeroPad2d(pads_lrtb(pads)))
                 pads = 0
             s_layer.append(nn.Conv2d(c, s["planes"], s["s_kernel"], s["s_stride"], pads,
                                      bias=not s["batchnorm"]))
@@ -231,7 +146,7 @@ class Neocognitron(nn.Module):
         head: list[nn.Module] = [nn.Flatten()]
         width = c * n * n
         for j, h in enumerate(decision):
-            _pos_int("neocognitron decision", f"hidden width {j}", h)
+            check_int("neocognitron decision", f"hidden width {j}", h)
             head += [nn.Dropout(dropout), nn.Linear(width, h), nn.ReLU()]
             width = h
         head += [nn.Dropout(dropout), nn.Linear(width, num_classes)]
@@ -272,7 +187,3 @@ def neocognitron(in_channels: int = 1, num_classes: int = 10, input_size: int = 
     """
     return Neocognitron(in_channels, num_classes, input_size, stages, decision, dropout)
 
-
-# Fukushima's self-organising network is in its own file; importing it here registers
-# ``neocognitron_fukushima`` whenever this module is imported (it reuses the cells above).
-from . import neocognitron_fukushima  # noqa: E402,F401

@@ -1,80 +1,77 @@
 """Fukushima's self-organising Neocognitron, trained without backprop.
 
-Structure (K. Fukushima, "Neocognitron for handwritten digit recognition", Neurocomputing 51,
-2003): ``U0 -> UG -> US1 -> UC1 -> US2 -> UC2 -> US3 -> UC3 -> US4`` (+ the class decision).
+``U0 -> UG -> US1 -> UC1 -> US2 -> UC2 -> US3 -> UC3 -> US4`` (+ the class decision): the
+structure of K. Fukushima, "Neocognitron for handwritten digit recognition" (Neurocomputing 51,
+2003), with the S-cells and the learning rules of his later papers. The cells themselves (S-cells
+with V-cells, C-cells, the fixed kernels) are in :mod:`models.cells`. Papers:
 
-* **UG** (contrast extraction): an on-centre and an off-centre plane,
-  ``phi[+-(DoG * u0)]`` with a zero-sum difference-of-Gaussians kernel.
-* **S-cells** (every US layer) use the *subtractive* inhibition by a V-cell of Fukushima,
-  "Neocognitron trained with winner-kill-loser rule" (Neural Networks 23, 2010) and
-  "Increasing robustness against background noise" (Neural Networks 24, 2011), as written in
-  "Training multi-layered neural network neocognitron" (Neural Networks 40, 2013), eq. (1)-(2)::
+* 1980, "Neocognitron: a self-organizing neural network model for a mechanism of pattern
+  recognition unaffected by shift in position", Biological Cybernetics 36: the S/C cascade,
+  learning without a teacher by seed cells that reinforce their plane.
+* 1988, "Neocognitron: a hierarchical neural network capable of visual pattern recognition",
+  Neural Networks 1: learning with a teacher, who picks the seed cells.
+* 1997 (with Nagahara and Shouno): dual thresholds, a higher selectivity while learning.
+* 2003, Neurocomputing 51: the contrast layer UG, the saturating C-cells, supervised competitive
+  learning (SCL) at the top.
+* 2007, "Neocognitron trained with interpolating vectors", Neural Networks 20(8).
+* 2010 and 2011, Neural Networks 23 and 24: subtractive inhibition by V-cells.
+* 2013, "Training multi-layered neural network neocognitron", Neural Networks 40, and ICONIP 2014
+  (LNCS 8834): Add-if-Silent (AiS); eq. (1)-(2) there are the S-cell below.
+* 2018, Neural Networks 97: the margined winner-take-all.
+
+The layers, for input ``u0`` (each image grey, rescaled to [0, 1] by min-max, so any
+normalisation of the data module works; colour is averaged to one plane):
+
+* **UG** (2003): an on-centre and an off-centre plane ``phi[+-(DoG * u0)]``, with a zero-sum
+  difference of Gaussians (``ug_sigmas``: centre, surround).
+* **S-cells** (US1..US4), 2013 eq. (1)-(2), with V-cell weights ``c(nu)`` a fixed Gaussian::
 
       u_S(n) = phi[ sum_{kappa, nu} a(kappa, nu) x_kappa(n + nu) - theta * v(n) ] / (1 - theta)
-      v(n)   = sqrt( sum_{kappa, nu} c(nu) x_kappa(n + nu)^2 )          (the V-cell)
+      v(n)   = sqrt( sum_{kappa, nu} c(nu) x_kappa(n + nu)^2 )
 
-  with fixed V-cell weights ``c(nu)`` that decrease with the distance from the centre (a
-  Gaussian), and the excitatory weights kept as ``a = c * w`` with ``sum c w^2 = 1``, so that
-  ``sum a x <= v`` (Cauchy-Schwarz) and ``u_S = v * phi[s - theta] / (1 - theta)``, where ``s`` is
-  the c-weighted cosine similarity of the weights and the input. ``theta`` is the selectivity
-  of the layer; learning uses a higher ``theta`` than recognition (dual thresholds,
-  Fukushima, Nagahara & Shouno 1997).
-* **C-cells**: fixed blurring connections (a Gaussian kernel), then the saturation
-  ``psi[x] = phi[x] / (1 + phi[x])`` (2003). The maps are kept fine: UC1 blurs without
-  thinning out (stride 1, 28x28), UC2 and UC3 halve (14x14, 7x7), and UC3's blur is 3x3.
-  Fukushima's networks thin out far less than a 2x-per-stage pyramid on a 28x28 digit would
-  (the 2003 network works on a 65x65 input), and on MNIST the coarse 28 -> 14 -> 7 -> 4
-  pyramid lost most of what the top layer needs (10k training images, the top rule applied to
-  UC3: 4x4 UC3 92.8% test, 28 -> 14 -> 7 -> 7 93.0%, 28 -> 28 -> 14 -> 7 95.9%). The inhibitory
-  surround of the 2003 S->C connections (a centre Gaussian minus 0.6 x one twice as wide) was
-  tried and left out (95.8% against 96.3% without it).
-* **What the defaults rest on** (``benchmarks/bench_neocognitron.py --train-limit N --probe 2 3``:
-  MNIST test accuracy with each training image stored as a reference vector, interpolating
-  between 4 per class, so that the layers are compared, not the top rule): with 5x5 receptive
-  fields in US2 and US3, UC2's output gave 98.18% but UC3's only 96.76% (10k training images):
-  US3 lost what UC2 had (with the defaults now: UC2 98.44%, UC3 98.28%). A 3x3 receptive field in US3 gives 97.32%, in US2 and US3 97.85%, with US3
-  recognising at theta 0.5 97.99%; on 20k images US1 at theta 0.5 then 98.51%, and UC2/UC3
-  gains 8 98.54%. These layers grow few planes (US2 21, US3 22: a 1,078-long top vector).
-  More planes (a higher learning theta or larger caps) never did better at the same size of
-  training set (96.4-97.99% on 10k) and cost time.
-* **US1**: fixed edge extractors (Fukushima also fixed them in later papers): ``n_orient``
-  oriented derivative-of-Gaussian edges over the on/off planes of UG.
-* **US2, US3** learn, unsupervised, by competition: in each S-column (all planes x a 3x3
-  neighbourhood) the cell with the largest output is a candidate seed, and each plane takes
-  at most one seed per pattern, its strongest; the seed's input, normalised, is added to the
-  plane's shared weights (``Delta a = q c x``; weight sharing moves the whole plane).
-  **Add-if-Silent** (Fukushima 2013, ICONIP 2014): for a training pattern where every S-cell
-  is silent at one of its strong input locations (a local maximum of the V-cell's ``v`` with
-  ``v >= active * max v``), a new cell-plane is generated whose weights are the input at the
-  strongest such location (at most one per pattern, up to ``max_planes`` per layer).
-* **US4** (top) is trained with labels: a training pattern that is misclassified, or draws
-  no response (best similarity below the learning ``theta``, 0.9), or that its own class wins by
-  less than ``margin`` (0.05; the *margined winner-take-all* of Fukushima, Neural Networks 97,
-  2018), becomes a new labelled reference vector (supervised competitive learning, 2003 /
-  Add-if-Silent, 2013). Recognition uses the **interpolating-vector** idea (2013): for each
-  class, the best cosine similarity between the input and the cone spanned by that class's
-  ``intvec_k`` most similar reference vectors (interpolation between neighbouring reference
-  vectors; ``intvec_k: 1`` is plain winner-take-all), and the label of the winner. With these
-  features the top rule decides much: one pass over 60k images with the plain rule (learning
-  theta 0.8, no margin) keeps 2,268 vectors and gives 97.23% test; theta 0.9 98.20%; theta 0.9
-  with margin 0.02 98.73% (9,169 vectors), with margin 0.05 98.97% (31,265 vectors); all 60k
-  stored 99.03%. The margin was chosen on 5k held-out training images (0.02: 98.70%, one pass;
-  0.05: 99.04%).
+  The weights are kept as ``a = c w`` with ``sum c w^2 = 1``, so ``u_S = v phi[s - theta] /
+  (1 - theta)``, ``s`` the c-weighted cosine of weights and input. ``thetas`` are the selectivities
+  while recognising, ``thetas_learn`` the higher ones while learning (1997).
+* **US1**: fixed edge extractors (as in Fukushima's later papers): ``n_orient`` oriented
+  derivative-of-Gaussian edges over UG's on and off planes.
+* **C-cells** UC1..UC3 (2003): ``u_C = psi[gain * sum d u_S]``, ``psi[x] = phi[x] / (1 + phi[x])``,
+  ``d`` a Gaussian summing to 1, one kernel per layer. The defaults keep the maps fine: UC1 does
+  not thin out (stride 1, 28x28), UC2 and UC3 halve (14x14, 7x7), UC3 blurs 3x3. The 2003
+  inhibitory surround of the S->C connections is not used.
+* **US2, US3** learn without labels by competition (1980, 2003): in each S-column (all planes x a
+  3x3 neighbourhood) the largest cell is a candidate seed, each plane takes at most its strongest
+  seed per pattern and adds the seed's normalised input to its shared weights (``Delta a = q c x``).
+  Planes are generated by **Add-if-Silent** (2013): a pattern where every S-cell is silent at a
+  strong input location (a local maximum of ``v`` with ``v >= active * max v``) generates a plane
+  whose weights are the input there (one per pattern at most, up to ``max_planes``). Unlike the
+  papers' AiS, in which a generated cell's input connections are never changed afterwards, the
+  generated planes here go on learning by competition.
+* **US4** (top) learns with labels (SCL 2003, AiS 2013): a training pattern becomes a new labelled
+  reference vector (UC3's output ``f``, unit length) when it is misclassified, draws no response
+  (its best cosine with the vectors is below ``thetas_learn[2]``), or its own class wins by less
+  than ``margin`` (the margined winner-take-all, 2018). Recognition uses **interpolating
+  vectors** (2007): class ``k`` scores the largest cosine between ``f`` and the cone spanned by a
+  subset ``S`` of its ``intvec_k`` reference vectors most similar to ``f``,
+  ``sqrt(b^T G^-1 b)`` with ``G`` the Gram matrix of ``S`` and ``b`` their cosines with ``f``, where
+  ``G^-1 b >= 0`` (the projection lies inside the cone); the best class wins. Departures from the
+  2007 paper, which interpolates on the segments between pairs of same-label vectors and adjusts
+  the vectors in a second phase: cones of up to 4 vectors (``intvec_k`` 1..4; 1 is plain
+  winner-take-all), and no adjusting phase. ``thetas[3]``, US4's recognition selectivity, is
+  reported by :meth:`FukushimaNeocognitron.describe` but no threshold enters recognition.
+
+How the default settings were found, with the figures, is told in
+``docs/neocognitron_fukushima.md``.
 
 Learning is driven by the harness' non-backprop protocol: ``learns_by_backprop = False``;
 ``learn(x, y)`` is called on each training batch, and ``learning_epoch_end()`` moves on to the
 next phase: epoch 0 trains US2, epoch 1 US3, epochs 2.. the top layer. All weights are
 buffers; nothing here uses autograd. Everything is batched (convolutions, gathers of seed
-inputs, argmax per column); the only Python loops are over layers, classes and the Add-if-Silent candidates of
-a batch (at most one per pattern).
-
-The input is rescaled per image to [0, 1] (min-max) first, so any normalisation of the data
-module works; colour inputs are averaged to one grey plane.
+inputs, argmax per column); the only Python loops are over layers, classes and the Add-if-Silent
+candidates of a batch (at most one per pattern).
 """
 
 from __future__ import annotations
 
-import math
 from itertools import combinations
 from typing import Any, Sequence
 
@@ -82,165 +79,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .cells import (BlurCPlanes, SLayer, check_int, check_number, conv_single, dog_kernel,
+                    edge_kernels, phi)
 from .errors import ConfigError
-from .neocognitron import BlurCPlanes, _number, _pos_int, gaussian_kernel, phi, saturate
-from .ops import check_conv, conv_output_size, same_padding
+from .ops import check_conv, same_padding
 from .registry import register_model
-
-
-def dog_kernel(m: int, sigma_c: float, sigma_s: float) -> torch.Tensor:
-    """Zero-sum on-centre difference of Gaussians, ``m x m`` (each Gaussian sums to 1)."""
-    return gaussian_kernel(m, sigma_c) - gaussian_kernel(m, sigma_s)
-
-
-def edge_kernels(n_orient: int, m: int, sigma: float | None = None) -> torch.Tensor:
-    """US1's fixed edge extractors over UG's (on, off) planes: ``(n_orient, 2, m, m)``.
-
-    Orientation ``k`` uses ``g(r) = (r . e_k) exp(-|r|^2 / 2 sigma^2)`` with ``e_k`` at angle
-    ``2 pi k / n_orient``: the on-centre plane is read where ``g > 0``, the off-centre plane
-    where ``g < 0`` (an edge is an on-response beside an off-response).
-    """
-    sigma = m / 4.0 if sigma is None else sigma
-    r = torch.arange(m, dtype=torch.float64) - (m - 1) / 2.0
-    yy, xx = torch.meshgrid(r, r, indexing="ij")
-    env = torch.exp(-(xx**2 + yy**2) / (2 * sigma**2))
-    out = []
-    for k in range(n_orient):
-        ang = 2 * math.pi * k / n_orient
-        g = (xx * math.cos(ang) + yy * math.sin(ang)) * env
-        out.append(torch.stack([g.clamp_min(0), (-g).clamp_min(0)]))
-    return torch.stack(out).float()
-
-
-def conv_single(x: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
-    """``F.conv2d(x, k)`` for one input and one output plane (``k``: ``(1, 1, m, m)``), run as a
-    grouped convolution over the batch, which CPU backends do several times faster."""
-    b, _, h, w = x.shape
-    y = F.conv2d(x.reshape(1, b, h, w), k.expand(b, 1, k.shape[-2], k.shape[-1]), groups=b)
-    return y.reshape(b, 1, y.shape[-2], y.shape[-1])
-
-
-class SLayer(nn.Module):
-    """A layer of S-cell planes with V-cell inhibition (the subtractive form above).
-
-    ``acc`` (``(planes, C * L * L)``) holds each plane's accumulated (unnormalised) weight
-    direction ``w``; the effective excitatory weights are ``a = c * w / sqrt(sum c w^2)``.
-    ``c`` is the V-cell's fixed weight per input position (a Gaussian over the ``L x L``
-    window, the same for every input plane, summing to 1 over the window). The number of planes
-    grows during learning (Add-if-Silent) up to ``max_planes``.
-    """
-
-    def __init__(self, name: str, in_planes: int, kernel: int, theta: float, theta_learn: float,
-                 max_planes: int, sigma_c: float | None = None):
-        super().__init__()
-        self.name, self.in_planes, self.kernel = name, in_planes, kernel
-        self.theta, self.theta_learn, self.max_planes = theta, theta_learn, max_planes
-        c2d = gaussian_kernel(kernel, sigma_c if sigma_c is not None else kernel / 2.0)
-        self.register_buffer("c2d", c2d.view(1, 1, kernel, kernel).clone())
-        self.register_buffer("acc", torch.zeros(0, in_planes * kernel * kernel))
-
-    def c(self, in_planes: int) -> torch.Tensor:
-        """The V-cell weights per input position, in unfold order ``(C, L, L)``: ``(C * L * L,)``."""
-        return self.c2d.reshape(-1).repeat(in_planes)
-
-    @property
-    def planes(self) -> int:
-        return self.acc.shape[0]
-
-    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
-        key = prefix + "acc"
-        if key in state_dict:  # the layer grows while learning: take the checkpoint's size
-            self.acc = torch.empty_like(state_dict[key], device=self.acc.device)
-        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
-
-    def weights(self) -> torch.Tensor:
-        """The excitatory weights ``a = c w`` with ``sum c w^2 = 1``: ``(planes, C, L, L)``."""
-        cin = self.acc.shape[1] // self.kernel**2
-        c = self.c(cin)
-        norm = (c * self.acc**2).sum(1, keepdim=True).sqrt().clamp_min(1e-12)
-        return (c * self.acc / norm).view(-1, cin, self.kernel, self.kernel)
-
-    def set_weights(self, w: torch.Tensor) -> None:
-        """Fix the layer's weight directions ``w`` (``(planes, C, L, L)``), e.g. US1's edges."""
-        self.acc = w.reshape(w.shape[0], -1).to(self.acc)
-
-    def pad(self, x: torch.Tensor) -> torch.Tensor:
-        p = (self.kernel - 1) // 2
-        return F.pad(x, (p, self.kernel - 1 - p, p, self.kernel - 1 - p))
-
-    def vcell(self, x: torch.Tensor) -> torch.Tensor:
-        """``v(n) = sqrt(sum c x^2)``, ``(B, 1, H, W)``."""
-        return conv_single(self.pad(x).pow(2).sum(1, keepdim=True), self.c2d).clamp_min(0).sqrt()
-
-    def forward(self, x: torch.Tensor, theta: float | None = None) -> torch.Tensor:
-        theta = self.theta if theta is None else theta
-        if self.planes == 0:
-            return x.new_zeros(x.shape[0], 0, x.shape[2], x.shape[3])
-        e = F.conv2d(self.pad(x), self.weights())
-        return phi(e - theta * self.vcell(x)) / (1 - theta)
-
-    def patches_at(self, x: torch.Tensor, b: torch.Tensor, pos: torch.Tensor,
-                   v: torch.Tensor) -> torch.Tensor:
-        """The unit-norm inputs ``x / v`` of the S-cells of patterns ``b`` at flat positions
-        ``pos`` (any equal shapes), as ``(*b.shape, C * L * L)`` in unfold order."""
-        L, W = self.kernel, x.shape[3]
-        ar = torch.arange(L, device=x.device)
-        i, j = pos // W, pos % W
-        xp = self.pad(x)
-        # advanced indices around a slice: the result is (*b.shape, L, L, C)
-        p = xp[b[..., None, None], :, i[..., None, None] + ar[:, None], j[..., None, None] + ar]
-        p = p.movedim(-1, -3).flatten(-3)
-        return p / v.clamp_min(1e-12)[..., None]
-
-    @torch.no_grad()
-    def learn(self, x: torch.Tensor, q: float, active: float) -> dict[str, float]:
-        """One batch of competitive learning + Add-if-Silent on the input planes ``x``."""
-        B, _, H, W = x.shape
-        v = self.vcell(x).flatten(1)  # (B, HW)
-        bidx = torch.arange(B, device=x.device)
-        seeds = 0
-        if self.planes:
-            u = self(x, self.theta_learn)  # (B, K, H, W), with the learning selectivity
-            colmax = F.max_pool2d(u.amax(1, keepdim=True), 3, 1, 1)  # S-column maximum
-            cand = torch.where((u >= colmax) & (u > 0), u, torch.zeros_like(u))
-            best, pos = cand.flatten(2).max(2)  # each plane's seed, (B, K)
-            ok = best > 0
-            if ok.any():
-                bb = bidx[:, None].expand_as(pos)[ok]
-                seed_x = self.patches_at(x, bb, pos[ok], v[bb, pos[ok]])
-                plane = torch.arange(self.planes, device=x.device).expand_as(pos)[ok]
-                self.acc.index_add_(0, plane, q * seed_x)
-            seeds = int(ok.sum())
-            silent_here = u.amax(1).flatten(1) <= 0  # (B, HW)
-        else:
-            silent_here = torch.ones_like(v, dtype=torch.bool)
-        # Add-if-Silent: a pattern with a strong input location where no S-cell answers.
-        vmap = v.view(B, 1, H, W)  # candidate locations: local maxima of the input strength
-        peak = (vmap >= F.max_pool2d(vmap, 3, 1, 1)).view(B, -1)
-        strong = peak & (v >= active * v.amax(1, keepdim=True)) & (v > 0)
-        score = torch.where(strong & silent_here, v, torch.zeros_like(v))
-        vbest, where = score.max(1)
-        silent = vbest > 0
-        grown = 0
-        if silent.any():
-            b = bidx[silent]
-            grown = self._add_planes(self.patches_at(x, b, where[silent], v[b, where[silent]]))
-        return {"silent": float(silent.float().mean()), "seeds": seeds, "grown": grown}
-
-    def _add_planes(self, cand: torch.Tensor) -> int:
-        """Add candidates as new planes, skipping any a plane added just before already answers."""
-        room = self.max_planes - self.planes
-        if room <= 0 or len(cand) == 0:
-            return 0
-        sim = (cand * self.c(cand.shape[1] // self.kernel**2)) @ cand.t()
-        keep: list[int] = []
-        for i in range(len(cand)):
-            if len(keep) == room:
-                break
-            if not keep or bool((sim[i, keep] < self.theta_learn).all()):
-                keep.append(i)
-        self.acc = torch.cat([self.acc.reshape(-1, cand.shape[1]), cand[keep]])
-        return len(keep)
 
 
 class FukushimaNeocognitron(nn.Module):
@@ -257,11 +100,11 @@ class FukushimaNeocognitron(nn.Module):
                  max_refs: int, intvec_k: int, margin: float):
         super().__init__()
         w = "neocognitron_fukushima"
-        _pos_int(w, "in_channels", in_channels)
-        self.num_classes = _pos_int(w, "num_classes", num_classes)
-        _pos_int(w, "input_size", input_size)
-        self.n_orient = _pos_int(w, "n_orient", n_orient)
-        ug_kernel = _pos_int(w, "ug_kernel", ug_kernel)
+        check_int(w, "in_channels", in_channels)
+        self.num_classes = check_int(w, "num_classes", num_classes)
+        check_int(w, "input_size", input_size)
+        self.n_orient = check_int(w, "n_orient", n_orient)
+        ug_kernel = check_int(w, "ug_kernel", ug_kernel)
         lists = {"s_kernels": (s_kernels, 3), "thetas": (thetas, 4), "thetas_learn": (thetas_learn, 3),
                  "max_planes": (max_planes, 2), "c_kernels": (c_kernels, 3), "c_strides": (c_strides, 3),
                  "c_gains": (c_gains, 3),
@@ -269,25 +112,26 @@ class FukushimaNeocognitron(nn.Module):
         for key, (val, n) in lists.items():
             if isinstance(val, (str, bytes)) or not hasattr(val, "__len__") or len(val) != n:
                 raise ConfigError(f"{w}: {key} must be a list of {n} values, got {val!r}")
-        s_kernels = [_pos_int(w, f"s_kernels[{i}]", k) for i, k in enumerate(s_kernels)]
-        c_kernels = [_pos_int(w, f"c_kernels[{i}]", k) for i, k in enumerate(c_kernels)]
-        c_strides = [_pos_int(w, f"c_strides[{i}]", k) for i, k in enumerate(c_strides)]
+        s_kernels = [check_int(w, f"s_kernels[{i}]", k) for i, k in enumerate(s_kernels)]
+        c_kernels = [check_int(w, f"c_kernels[{i}]", k) for i, k in enumerate(c_kernels)]
+        c_strides = [check_int(w, f"c_strides[{i}]", k) for i, k in enumerate(c_strides)]
         # selectivities lie in (0, 1): 0 would make the S-cells answer anything, 1 divides by zero
-        thetas = [_number(w, f"thetas[{i}]", t, lo_open=True, hi=1.0) for i, t in enumerate(thetas)]
-        thetas_learn = [_number(w, f"thetas_learn[{i}]", t, lo_open=True, hi=1.0) for i, t in enumerate(thetas_learn)]
-        c_gains = [_number(w, f"c_gains[{i}]", g, lo_open=True) for i, g in enumerate(c_gains)]
-        max_planes = [_pos_int(w, f"max_planes[{i}]", k) for i, k in enumerate(max_planes)]
-        self.learn_limit = [None if n is None else _pos_int(w, f"learn_limit[{i}]", n)
+        thetas = [check_number(w, f"thetas[{i}]", t, lo_open=True, hi=1.0) for i, t in enumerate(thetas)]
+        thetas_learn = [check_number(w, f"thetas_learn[{i}]", t, lo_open=True, hi=1.0)
+                        for i, t in enumerate(thetas_learn)]
+        c_gains = [check_number(w, f"c_gains[{i}]", g, lo_open=True) for i, g in enumerate(c_gains)]
+        max_planes = [check_int(w, f"max_planes[{i}]", k) for i, k in enumerate(max_planes)]
+        self.learn_limit = [None if n is None else check_int(w, f"learn_limit[{i}]", n)
                             for i, n in enumerate(learn_limit)]
-        ug_sigmas = [_number(w, f"ug_sigmas[{i}]", s, lo_open=True) for i, s in enumerate(ug_sigmas)]
+        ug_sigmas = [check_number(w, f"ug_sigmas[{i}]", s, lo_open=True) for i, s in enumerate(ug_sigmas)]
         if ug_sigmas[0] >= ug_sigmas[1]:
             raise ConfigError(f"{w}: ug_sigmas must be (centre, surround) with centre < surround, got {ug_sigmas}")
-        self.q = _number(w, "q", q, lo_open=True)
-        self.active = _number(w, "active", active, hi=1.0)
-        self.top_epochs = _pos_int(w, "top_epochs", top_epochs)
-        self.max_refs = _pos_int(w, "max_refs", max_refs)
-        self.intvec_k = _pos_int(w, "intvec_k", intvec_k)
-        self.margin = _number(w, "margin", margin, hi=1.0)
+        self.q = check_number(w, "q", q, lo_open=True)
+        self.active = check_number(w, "active", active, hi=1.0)
+        self.top_epochs = check_int(w, "top_epochs", top_epochs)
+        self.max_refs = check_int(w, "max_refs", max_refs)
+        self.intvec_k = check_int(w, "intvec_k", intvec_k)
+        self.margin = check_number(w, "margin", margin, hi=1.0)
         if self.intvec_k > 4:
             raise ConfigError(f"{w}: intvec_k must be 1..4 (reference vectors interpolated per class), got {intvec_k}")
         self.theta_top, self.theta_top_learn = thetas[3], thetas_learn[2]
@@ -318,14 +162,8 @@ class FukushimaNeocognitron(nn.Module):
         super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
     def _blur(self, i: int, x: torch.Tensor) -> torch.Tensor:
-        uc = self.uc[i]  # one fixed kernel, shared by every plane: a depthwise convolution
-        if x.shape[1] == 0:
-            n = conv_output_size(x.shape[2], uc.m, uc.stride, (uc.m - 1) // 2)
-            return x.new_zeros(x.shape[0], 0, n, n)
-        if any(uc.pads):
-            x = F.pad(x, uc.pads)
-        k = uc.kernel.expand(x.shape[1], 1, uc.m, uc.m)
-        return saturate(F.conv2d(x, k, stride=uc.stride, groups=x.shape[1]) * uc.gain)
+        """UC(i+1): one fixed kernel, shared by every plane (a depthwise convolution)."""
+        return self.uc[i].blur_all(x)
 
     def preprocess(self, x: torch.Tensor) -> torch.Tensor:
         """Grey, rescaled per image to [0, 1]: the input layer U0."""

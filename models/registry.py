@@ -31,7 +31,7 @@ def register_model(fn: Callable[..., nn.Module]) -> Callable[..., nn.Module]:
 def _load_builtin() -> None:
     """Import the project's architecture modules, which register their builders (``import models``
     no longer imports them, so that the entry points start without torch)."""
-    from . import convnet, lenet, neocognitron  # noqa: F401
+    from . import convnet, lenet, neocognitron, neocognitron_fukushima  # noqa: F401
 
 
 def list_models() -> list[str]:

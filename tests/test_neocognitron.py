@@ -1,9 +1,14 @@
 """Both Neocognitrons: shapes, fixed C-planes, validation, the S-cell equation, Add-if-Silent,
-learning without autograd, self-organisation on bars, and learning on small data."""
+learning without autograd, self-organisation on bars, learning on small data, and the layout
+(the shared cells in models.cells, no import between the two model files)."""
 
 from __future__ import annotations
 
+import ast
 import math
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 import torch
@@ -11,8 +16,7 @@ import torch.nn.functional as F
 
 import models
 from models import ConfigError, get_model
-from models.neocognitron import BlurCPlanes, PoolCPlanes, gaussian_kernel, saturate
-from models.neocognitron_fukushima import SLayer, edge_kernels
+from models.cells import BlurCPlanes, PoolCPlanes, SLayer, edge_kernels, gaussian_kernel, saturate
 
 torch.set_num_threads(1)
 
@@ -327,3 +331,70 @@ def test_configs_build_the_networks(overrides):
     assert module.net(torch.rand(2, cin, size, size)).shape == (2, cfg.data.num_classes)
     backprop = cfg.model.model == "neocognitron"
     assert module.automatic_optimization is backprop
+
+
+# ----------------------------------------------------------------------------- layout
+MODELS_DIR = Path(__file__).resolve().parents[1] / "models"
+
+
+def _imported_modules(path: Path) -> set[str]:
+    """The modules of the ``models`` package that ``path`` imports, by name (``from .x import``,
+    ``from . import x``, ``from models.x import``, ``import models.x``), anywhere in the file."""
+    out: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.ImportFrom):
+            if node.level == 1 or node.module and node.module.split(".")[0] == "models":
+                mod = (node.module or "").removeprefix("models").lstrip(".")
+                if mod:
+                    out.add(mod.split(".")[0])
+                else:  # from . import x, y
+                    out |= {a.name for a in node.names}
+        elif isinstance(node, ast.Import):
+            out |= {a.name.split(".")[1] for a in node.names if a.name.startswith("models.")}
+    return out
+
+
+def test_the_two_neocognitrons_share_cells_and_do_not_import_each_other():
+    imports = {name: _imported_modules(MODELS_DIR / f"{name}.py")
+               for name in ("cells", "neocognitron", "neocognitron_fukushima")}
+    assert "neocognitron_fukushima" not in imports["neocognitron"], imports["neocognitron"]
+    assert "neocognitron" not in imports["neocognitron_fukushima"], imports["neocognitron_fukushima"]
+    assert "cells" in imports["neocognitron"] and "cells" in imports["neocognitron_fukushima"]
+    assert not imports["cells"] & {"neocognitron", "neocognitron_fukushima", "registry"}, imports["cells"]
+
+
+def test_both_neocognitrons_are_registered_by_the_package_alone():
+    """In a fresh interpreter: ``import models; models.list_models()`` names both networks, and
+    importing one model file does not import the other."""
+    codes = [
+        "import sys, models.neocognitron; assert 'models.neocognitron_fukushima' not in sys.modules; "
+        "import models; names = models.list_models(); "
+        "assert {'neocognitron', 'neocognitron_fukushima'} <= set(names), names",
+        "import sys, models.neocognitron_fukushima; assert 'models.neocognitron' not in sys.modules",
+    ]
+    for code in codes:
+        r = subprocess.run([sys.executable, "-c", code], cwd=MODELS_DIR.parent, capture_output=True,
+                           text=True, timeout=300)
+        assert r.returncode == 0, r.stderr[-2000:]
+
+
+def test_state_dict_keys_are_those_of_earlier_checkpoints():
+    """Checkpoints written before the cells moved to models.cells still load: the same keys."""
+    assert list(get_model("neocognitron_fukushima").state_dict()) == [
+        "dog", "refs", "ref_labels", "learned_phases", "us1.c2d", "us1.acc", "us2.c2d", "us2.acc",
+        "us3.c2d", "us3.acc", "uc.0.kernel", "uc.1.kernel", "uc.2.kernel"]
+    net = get_model("neocognitron", stages=[{"planes": 4, "c_kind": "blur", "c_kernel": 3,
+                                              "c_padding": 1, "c_stride": 2}])
+    assert list(net.state_dict()) == ["stages.0.0.0.weight", "stages.0.0.0.bias", "stages.0.1.kernel",
+                                      "decision.2.weight", "decision.2.bias", "decision.5.weight",
+                                      "decision.5.bias"]
+
+
+def test_one_shared_blur_kernel_equals_a_kernel_per_plane():
+    """Fukushima's network blurs every plane of a growing layer with one kernel (``blur_all``):
+    the same cells as a BlurCPlanes with a kernel per plane; no planes give an empty map of the
+    right size."""
+    x = torch.rand(2, 5, 11, 11) * 2
+    one = BlurCPlanes(1, 3, 2, 1, gain=4.0)
+    assert torch.equal(one.blur_all(x), BlurCPlanes(5, 3, 2, 1, gain=4.0)(x))
+    assert one.blur_all(x).shape == (2, 5, 6, 6) and one.blur_all(x[:, :0]).shape == (2, 0, 6, 6)
