@@ -100,7 +100,7 @@ def main(argv: list[str] | None = None) -> None:
     clock_name = "thread CPU time" if clock is time.thread_time else "wall-clock time"
     t0 = time.perf_counter()
     cal = ops.calibrate(device, force=args.recalibrate)
-    print(f"device {device} ({ops._device_key(device)}), threads {torch.get_num_threads()}, "
+    print(f"device {device} ({ops.auto._device_key(device)}), threads {torch.get_num_threads()}, "
           f"calibration {time.perf_counter() - t0:.1f} s: "
           + ", ".join(f"{k}={['%.3g' % v for v in c]}" for k, c in cal.items()))
     print(f"batch {args.batch}, {args.maps} maps in and out, stride 1, no padding, forward pass, "

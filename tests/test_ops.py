@@ -1,4 +1,4 @@
-"""The lecture's operations (models/ops.py) against PyTorch's built-ins.
+"""The lecture's operations (models/ops/) against PyTorch's built-ins.
 
 Property-based tests (hypothesis) draw random sizes, strides, paddings and channel counts;
 fixed tests check the lecture's own worked examples, the calibration cache, learned pooling
@@ -7,8 +7,10 @@ and the "scanning an MLP is a CNN" equivalence.
 
 from __future__ import annotations
 
+import ast
 import copy
 import json
+from pathlib import Path
 
 import pytest
 import torch
@@ -46,7 +48,7 @@ def _one_thread():
 def _no_timing(monkeypatch, tmp_path):
     """Use FAKE_CAL for every device and a temporary cache dir: tests never time anything."""
     monkeypatch.setenv("NEOLENET_CACHE_DIR", str(tmp_path / "cache"))
-    monkeypatch.setattr(ops, "_calibration_for", lambda device: FAKE_CAL)
+    monkeypatch.setattr(ops.auto, "_calibration_for", lambda device: FAKE_CAL)
 
 
 def reference_conv(x, w, b, stride, pads):
@@ -211,7 +213,7 @@ def test_scan_and_fft_in_float64_agree_to_rounding():
 def test_scan_conv2d_in_row_blocks_equals_one_block(monkeypatch):
     x, w = torch.randn(3, 2, 20, 19), torch.randn(5, 2, 4, 3)
     whole = ops.scan_conv2d(x, w, stride=(2, 1), padding=(1, 0, 2, 1))
-    monkeypatch.setattr(ops, "SCAN_CHUNK_ELEMENTS", 100)  # forces one output row at a time
+    monkeypatch.setattr(ops.conv, "SCAN_CHUNK_ELEMENTS", 100)  # forces one output row at a time
     torch.testing.assert_close(ops.scan_conv2d(x, w, stride=(2, 1), padding=(1, 0, 2, 1)), whole)
 
 
@@ -222,7 +224,7 @@ def test_scan_conv2d_in_groups_of_images_keeps_each_image_in_place(monkeypatch):
     x, w = torch.randn(5, 2, 20, 19, generator=g), torch.randn(5, 2, 4, 3, generator=g)
     ref = reference_conv(x, w, None, (2, 1), (1, 0, 2, 1))
     ho, wo = ref.shape[-2:]
-    monkeypatch.setattr(ops, "SCAN_CHUNK_ELEMENTS", 2 * 2 * 4 * 3 * wo * ho)  # two whole images a group
+    monkeypatch.setattr(ops.conv, "SCAN_CHUNK_ELEMENTS", 2 * 2 * 4 * 3 * wo * ho)  # two whole images a group
     torch.testing.assert_close(ops.scan_conv2d(x, w, stride=(2, 1), padding=(1, 0, 2, 1)), ref, rtol=1e-4, atol=1e-4)
 
 
@@ -230,7 +232,7 @@ def test_fft_conv2d_in_groups_of_images_keeps_each_image_in_place(monkeypatch):
     g = torch.Generator().manual_seed(4)
     x, w, b = torch.randn(5, 2, 12, 11, generator=g), torch.randn(3, 2, 3, 4, generator=g), torch.randn(3, generator=g)
     lh, lw = ops.fft_size(12 + 0 + 2), ops.fft_size(11 + 1 + 1)  # of the padded images
-    monkeypatch.setattr(ops, "FFT_GROUP_ELEMENTS", 2 * (2 + 3) * lh * (lw // 2 + 1))  # groups of 2, 2, 1
+    monkeypatch.setattr(ops.conv, "FFT_GROUP_ELEMENTS", 2 * (2 + 3) * lh * (lw // 2 + 1))  # groups of 2, 2, 1
     ref = reference_conv(x, w, b, (1, 2), (1, 1, 0, 2))
     torch.testing.assert_close(ops.fft_conv2d(x, w, b, (1, 2), (1, 1, 0, 2)), ref, rtol=1e-4, atol=1e-4)
 
@@ -310,21 +312,21 @@ def test_auto_times_the_candidates_only_in_the_crossover_band(monkeypatch):
         timed.append(sorted(fns))
         return {a: (0.5 if a == "scan" else 1.0) for a in fns}  # pretend scan wins when timed
 
-    monkeypatch.setattr(ops, "_time_interleaved", fake_timing)
-    monkeypatch.setattr(ops, "_MEASURED_CHOICES", {})
+    monkeypatch.setattr(ops.auto, "_time_interleaved", fake_timing)
+    monkeypatch.setattr(ops.auto, "_MEASURED_CHOICES", {})
     x = torch.randn(2, 3, 12, 12)
     far = {"direct": [0, 1e-12, 0], "scan": [0, 1e-9, 0], "fft": [1.0, 0, 0]}  # direct by far
     near = {"direct": [0, 1e-12, 0], "scan": [0, 1.5e-12, 0], "fft": [1.0, 0, 0]}  # direct ~ scan
-    monkeypatch.setattr(ops, "_calibration_for", lambda device: far)
+    monkeypatch.setattr(ops.auto, "_calibration_for", lambda device: far)
     layer = ops.Conv2d(3, 4, 3, algorithm="auto")
     assert layer.chosen_algorithm(x) == "direct" and timed == []
-    monkeypatch.setattr(ops, "_calibration_for", lambda device: near)
+    monkeypatch.setattr(ops.auto, "_calibration_for", lambda device: near)
     assert ops.auto_candidates(x.shape, layer.weight.shape, calibration=near) == ["direct", "scan"]
     layer = ops.Conv2d(3, 4, 3, algorithm="auto")
     assert layer.chosen_algorithm(x) == "scan" and timed == [["direct", "scan"]]
     layer(x), ops.conv2d(x, layer.weight, layer.bias, algorithm="auto")
     assert len(timed) == 1  # the measured choice is remembered per shape
-    monkeypatch.setattr(ops, "AUTO_MARGIN", 1.0)  # the pure cost model
+    monkeypatch.setattr(ops.auto, "AUTO_MARGIN", 1.0)  # the pure cost model
     assert ops.Conv2d(3, 4, 3, algorithm="auto").chosen_algorithm(x) == "direct"
 
 
@@ -334,7 +336,7 @@ def test_calibration_is_fitted_cached_and_read_back(monkeypatch, tmp_path):
     fit = ops.calibrate("cpu", force=True, probes=probes, repeats=1)
     path = tmp_path / "conv_calibration.json"
     stored = json.loads(path.read_text())
-    key = ops._device_key(torch.device("cpu"))
+    key = ops.auto._device_key(torch.device("cpu"))
     assert stored[key] == fit
     assert set(fit) == {"direct", "scan", "fft"}
     assert all(len(fit[a]) == 3 and min(fit[a]) >= 0 and max(fit[a]) > 0 for a in fit)
@@ -342,7 +344,7 @@ def test_calibration_is_fitted_cached_and_read_back(monkeypatch, tmp_path):
     def no_timing(*args, **kwargs):
         raise AssertionError("a cached calibration must not be re-measured")
 
-    monkeypatch.setattr(ops, "_time_interleaved", no_timing)
+    monkeypatch.setattr(ops.auto, "_time_interleaved", no_timing)
     assert ops.calibrate("cpu", probes=probes) == fit  # read from the file
     stored[key] = {"direct": [1.0, 0, 0], "scan": [2.0, 0, 0], "fft": [0.5, 0, 0]}
     path.write_text(json.dumps(stored))
@@ -353,7 +355,7 @@ def test_nnls_fit_recovers_known_constants():
     rows = [[1.0, float(n), float(n * n)] for n in range(1, 9)]
     truth = [0.5, 0.0, 0.25]
     times = [sum(a * b for a, b in zip(r, truth)) for r in rows]
-    fit = ops._nnls_relative(rows, times)
+    fit = ops.auto._nnls_relative(rows, times)
     assert min(fit) >= 0
     for a, b in zip(fit, truth):
         assert abs(a - b) < 1e-9
@@ -536,6 +538,62 @@ def test_lecture_pooling_example():
     assert torch.equal(values[0, 0], torch.tensor([[6., 8], [3, 4]]))
     assert torch.equal(indices[0, 0], torch.tensor([[5, 7], [8, 15]]))  # where 6, 8, 3, 4 are
     assert torch.equal(ops.avg_pool2d(MAP, 2, 2)[0, 0], torch.tensor([[3.25, 5.25], [2., 2.]]))
+
+
+# --------------------------------------------------------------------------------------------
+# the package: one module per topic, re-exported
+# --------------------------------------------------------------------------------------------
+
+# What each module of models/ops/ may import from its siblings (sizes <- conv <- auto).
+ALLOWED_SIBLINGS = {
+    "sizes": set(),
+    "conv": {"sizes"},
+    "auto": {"sizes", "conv"},
+    "pooling": {"sizes", "conv"},
+    "mlp": {"conv", "auto"},
+}
+
+
+def test_ops_modules_import_only_the_ones_before_them():
+    folder = Path(ops.__file__).parent
+    assert {p.stem for p in folder.glob("*.py")} == {"__init__", *ALLOWED_SIBLINGS}
+    for name, allowed in ALLOWED_SIBLINGS.items():
+        tree = ast.parse((folder / f"{name}.py").read_text())
+        siblings = {node.module.split(".")[0] for node in ast.walk(tree)
+                    if isinstance(node, ast.ImportFrom) and node.level == 1 and node.module}
+        siblings |= {alias.name for node in ast.walk(tree)
+                     if isinstance(node, ast.ImportFrom) and node.level == 1 and not node.module
+                     for alias in node.names}
+        assert siblings <= allowed, f"models/ops/{name}.py imports {sorted(siblings - allowed)}"
+        assert ast.get_docstring(tree), f"models/ops/{name}.py has no module docstring"
+
+
+def test_the_package_reexports_every_public_name_of_its_modules():
+    for module in (ops.sizes, ops.conv, ops.auto, ops.pooling, ops.mlp):
+        for name in module.__all__:
+            assert getattr(ops, name) is getattr(module, name), f"ops.{name}"
+    assert all(hasattr(ops, name) for name in ops.__all__)
+
+
+@pytest.mark.parametrize("name, home", [("SCAN_CHUNK_ELEMENTS", "conv"), ("FFT_GROUP_ELEMENTS", "conv"),
+                                        ("AUTO_MARGIN", "auto")])
+def test_a_setting_set_on_the_package_is_set_where_it_is_read(monkeypatch, name, home):
+    module = getattr(ops, home)
+    before = getattr(module, name)
+    assert getattr(ops, name) == before and name not in vars(ops)  # read through, not a copy
+    monkeypatch.setattr(ops, name, 7)
+    assert getattr(module, name) == 7 and getattr(ops, name) == 7 and name not in vars(ops)
+    monkeypatch.undo()
+    assert getattr(module, name) == before
+
+
+def test_auto_margin_set_on_the_package_gives_the_pure_cost_model(monkeypatch):
+    """``ops.AUTO_MARGIN = 1`` (as its comment says) still switches the timing off."""
+    near = {"direct": [0, 1e-12, 0], "scan": [0, 1.5e-12, 0], "fft": [1.0, 0, 0]}  # direct ~ scan
+    shape_x, shape_w = (2, 3, 12, 12), (4, 3, 3, 3)
+    assert ops.auto_candidates(shape_x, shape_w, calibration=near) == ["direct", "scan"]
+    monkeypatch.setattr(ops, "AUTO_MARGIN", 1.0)
+    assert ops.auto_candidates(shape_x, shape_w, calibration=near) == ["direct"]
 
 
 # --------------------------------------------------------------------------------------------
