@@ -9,6 +9,7 @@
 
 from __future__ import annotations
 
+import sys
 import time
 
 PROCESS_START = time.monotonic()  # start-up is timed from here (imports, config, data, model)
@@ -62,6 +63,9 @@ def train(cfg: DictConfig, progress: dict | None = None) -> dict[str, float]:
     datamodule = instantiate(cfg.data)
     model = instantiate(cfg.model)
     trainer, timer = build_trainer(cfg)
+    if not validates(cfg):
+        print("note: no validation split (data.val_size=0): no val/* metrics, no checkpoint chosen on them; "
+              "the last weights are tested", file=sys.stderr)
     progress["trainer"] = trainer
     loggers = trainer.loggers
     for lg in loggers:  # each run's hyperparameters with its final metrics (TensorBoard's HPARAMS tab)
@@ -84,7 +88,8 @@ def train(cfg: DictConfig, progress: dict | None = None) -> dict[str, float]:
         if trainer.interrupted and e.code == 1:
             raise SystemExit(130) from None
         raise
-    final = {"hp/val_acc_best": metrics.get("val/acc_best", 0.0), "hp/test_acc": metrics.get("test/acc", 0.0)}
+    final = {hp: metrics[key] for hp, key in (("hp/val_acc_best", "val/acc_best"), ("hp/test_acc", "test/acc"))
+             if key in metrics}
     for lg in loggers:
         lg.log_metrics(final, step=trainer.global_step)
         lg.finalize("success")
@@ -103,6 +108,13 @@ def build_trainer(cfg: DictConfig, extra_callbacks: tuple[L.Callback, ...] = ())
     from training.cli import instantiate_group, instantiate_trainer
 
     callbacks = instantiate_group(cfg.get("callbacks"))
+    if not validates(cfg):  # nothing to choose a checkpoint on or to stop early on: keep the last weights
+        from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
+
+        for cb in callbacks:
+            if isinstance(cb, ModelCheckpoint) and str(cb.monitor or "").startswith("val/"):
+                cb.monitor = None
+        callbacks = [cb for cb in callbacks if not (isinstance(cb, EarlyStopping) and cb.monitor.startswith("val/"))]
     loggers = instantiate_group(cfg.get("logger"))
     if not loggers:  # nothing to monitor the learning rate into (Lightning refuses the callback)
         callbacks = [c for c in callbacks if not isinstance(c, LearningRateMonitor)]
@@ -113,6 +125,11 @@ def build_trainer(cfg: DictConfig, extra_callbacks: tuple[L.Callback, ...] = ())
     trainer = instantiate_trainer(cfg.trainer, callbacks=[*callbacks, *extra_callbacks, timer], logger=loggers or False,
                                   max_time=None)
     return trainer, timer
+
+
+def validates(cfg: DictConfig) -> bool:
+    """Whether the run has a validation split (``data.val_size > 0``)."""
+    return (cfg.get("data") or {}).get("val_size", 1) != 0
 
 
 def _stage_times(timer: Timer, stage: str) -> dict[str, float]:

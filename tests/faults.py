@@ -68,3 +68,19 @@ class KeepEpochEndCheckpoint(L.Callback):
         if trainer.current_epoch == self.epoch + 1 and trainer.checkpoint_callback is not None:
             last = Path(trainer.checkpoint_callback.dirpath) / "last.ckpt"
             shutil.copyfile(last, last.with_name(f"epoch_end_{self.epoch}.ckpt"))
+
+
+class ScrambleBeforeValidation(L.Callback):
+    """Replace every weight with noise just before the validation pass of epoch ``epoch``: that
+    epoch's val/acc falls to chance, so the best checkpoint is an earlier epoch's (tests that the
+    checkpoint tested is the one chosen on validation, not the last)."""
+
+    def __init__(self, epoch: int):
+        self.epoch = epoch
+
+    def on_validation_epoch_start(self, trainer, pl_module) -> None:
+        if trainer.current_epoch == self.epoch and not trainer.sanity_checking:
+            g = torch.Generator().manual_seed(0)
+            with torch.no_grad():
+                for p in pl_module.parameters():
+                    p.copy_(torch.randn(p.shape, generator=g) * 3)

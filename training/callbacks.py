@@ -431,3 +431,34 @@ class InterruptCheckpoint(L.Callback):
         self._requested = False
         self._uninstall()
         raise KeyboardInterrupt
+
+
+# --- the test error after each pass (the LeNet paper's Fig. 5) ------------------------------------
+
+
+class TestPerPass(L.Callback):
+    """The test error and accuracy after every ``every_n_epochs`` training passes, logged as
+    ``test_per_pass/error`` and ``test_per_pass/acc``: the curve LeCun et al. (1998) plot in Fig. 5
+    for runs that, like the paper, train on the whole training split with no validation split.
+    Named *test* because it is: nothing is chosen on it (no checkpoint, no early stop)."""
+
+    def __init__(self, every_n_epochs: int = 1):
+        self.every_n_epochs = every_n_epochs
+
+    def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        dm = trainer.datamodule
+        if dm is None or not getattr(dm, "data", None) or (trainer.current_epoch + 1) % self.every_n_epochs:
+            return
+        x, y = dm.data["test"]
+        size = getattr(dm.hparams, "eval_batch_size", 1000)
+        was_training, correct = pl_module.training, 0
+        pl_module.eval()
+        with torch.no_grad():
+            for i in range(0, len(y), size):
+                xb, yb = dm.transform(x[i : i + size].to(pl_module.device)), y[i : i + size].to(pl_module.device)
+                _, scores, _ = pl_module._shared_step((xb, yb))
+                correct += int((scores.argmax(1) == yb).sum())
+        pl_module.train(was_training)
+        acc = correct / max(1, len(y))
+        pl_module.log_dict({"test_per_pass/acc": acc, "test_per_pass/error": 1.0 - acc}, on_step=False,
+                           on_epoch=True, rank_zero_only=True)

@@ -236,6 +236,7 @@ class TensorDataModule(L.LightningDataModule):
         val_idx, train_idx = perm[: self.hparams.val_size], perm[self.hparams.val_size :]
         if self.hparams.train_subset:
             train_idx = train_idx[: self.hparams.train_subset]
+        self.split_indices = {"train": train_idx, "val": val_idx}  # into the official training split
         self.data["train"] = (x[train_idx].contiguous(), y[train_idx].contiguous())
         self.data["val"] = (x[val_idx].contiguous(), y[val_idx].contiguous())
         self.data["test"] = self.load_split(train=False)
@@ -273,8 +274,10 @@ class TensorDataModule(L.LightningDataModule):
     def train_dataloader(self) -> DataLoader:
         return self._loader("train", shuffle=True)
 
-    def val_dataloader(self) -> DataLoader:
-        return self._loader("val" if len(self.data["val"][1]) else "test", shuffle=False)
+    def val_dataloader(self) -> DataLoader | list:
+        """The validation split carved from the training split; with ``val_size: 0`` there is
+        none, and no validation loop (never the test split under another name)."""
+        return self._loader("val", shuffle=False) if len(self.data["val"][1]) else []
 
     def test_dataloader(self) -> DataLoader:
         return self._loader("test", shuffle=False)

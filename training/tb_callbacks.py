@@ -101,7 +101,9 @@ def log_hparams(logger: TensorBoardLogger, cfg) -> None:
     train.py logs each once, at the end (no line rising from a placeholder 0)."""
     from torch.utils.tensorboard.summary import hparams
 
-    experiment, start, end = hparams(hparams_for_tensorboard(cfg), dict.fromkeys(HPARAM_METRICS, 0.0))
+    validates = (cfg.get("data") or {}).get("val_size", 1) != 0  # no validation split: no hp/val_* metric
+    metrics = [m for m in HPARAM_METRICS if validates or not m.startswith("hp/val")]
+    experiment, start, end = hparams(hparams_for_tensorboard(cfg), dict.fromkeys(metrics, 0.0))
     writer = logger.experiment._get_file_writer()
     for summary in (experiment, start, end):
         writer.add_summary(summary)
