@@ -13,6 +13,7 @@ import importlib
 from .errors import CheckpointError, ConfigError, DataError, ImageError, UserError
 
 _REGISTRY_NAMES = ("get_model", "list_models", "register_model")
+_ARCHITECTURES = ("convnet", "lenet", "neocognitron", "neocognitron_fukushima")
 _SUBMODULES = ("cells", "convnet", "errors", "lenet", "neocognitron", "neocognitron_fukushima", "ops", "registry", "sdlm")
 
 
@@ -20,9 +21,9 @@ def __getattr__(name: str):
     """``models.get_model`` / ``list_models`` / ``register_model`` (with the built-in models
     registered) and ``models.<submodule>``, imported on first use."""
     if name in _REGISTRY_NAMES:
-        registry = importlib.import_module(".registry", __name__)
-        registry._load_builtin()
-        return getattr(registry, name)
+        for arch in _ARCHITECTURES:  # importing them registers their builders
+            importlib.import_module(f".{arch}", __name__)
+        return getattr(importlib.import_module(".registry", __name__), name)
     if name in _SUBMODULES:
         try:
             return importlib.import_module(f".{name}", __name__)

@@ -28,21 +28,14 @@ def register_model(fn: Callable[..., nn.Module]) -> Callable[..., nn.Module]:
     return fn
 
 
-def _load_builtin() -> None:
-    """Import the project's architecture modules, which register their builders (``import models``
-    no longer imports them, so that the entry points start without torch)."""
-    from . import convnet, lenet, neocognitron, neocognitron_fukushima  # noqa: F401
-
-
 def list_models() -> list[str]:
-    """The names of all registered models, sorted."""
-    _load_builtin()
+    """The names of all registered models, sorted (``models.list_models`` first imports the
+    project's architecture modules, which register theirs)."""
     return sorted(_MODELS)
 
 
 def get_model(name: str, **kwargs) -> nn.Module:
     """Build the registered model ``name`` with ``kwargs``."""
-    _load_builtin()
     if name not in _MODELS:
         raise ConfigError(
             f"unknown model {name!r}; registered models are: {', '.join(list_models())}"

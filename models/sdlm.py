@@ -12,7 +12,8 @@ mu = 0.02). Pieces:
   positive stand-in for the Gauss-Newton diagonal).
 - :class:`PiecewiseConstantLR`, an epoch-wise LR schedule from a list (the paper's eta:
   0.0005 for 2 passes, 0.0002 for 3, 0.0001 for 3, 0.00005 for 4, then 0.00001).
-- :class:`SDLMHessianCallback`, a Lightning callback that re-estimates h before each epoch
+- the Lightning callback that re-estimates h before each epoch is
+  :class:`training.callbacks.SDLMHessianCallback`
   from ``trainer.datamodule.sample_batch(num_samples)``.
 
 Batches (DEVIATION). The paper updates after every sample, with eta the per-sample step. Here
@@ -148,34 +149,3 @@ class PiecewiseConstantLR(LRScheduler):
 
     def get_lr(self) -> list[float]:
         return [self.lr_at(max(self.last_epoch, 0))] * len(self.optimizer.param_groups)
-
-
-try:  # the callback is the only Lightning-aware piece; the optimizer works without Lightning
-    import lightning.pytorch as pl
-
-    class SDLMHessianCallback(pl.Callback):
-        """Before every training epoch, re-estimate SDLM's Hessian diagonal on ``num_samples``
-        training images from ``trainer.datamodule.sample_batch`` ([1998]: 500, every pass)."""
-
-        def __init__(self, num_samples: int = PAPER_HESSIAN_SAMPLES):
-            if not isinstance(num_samples, int) or num_samples < 1:
-                raise ConfigError(f"SDLMHessianCallback: num_samples must be a positive integer, got {num_samples!r}")
-            self.num_samples = num_samples
-
-        def on_train_epoch_start(self, trainer, pl_module) -> None:
-            optimizers = [o for o in trainer.optimizers if isinstance(getattr(o, "optimizer", o), SDLM)]
-            if not optimizers:
-                return
-            dm = trainer.datamodule
-            if dm is None or not hasattr(dm, "sample_batch"):
-                raise ConfigError("SDLMHessianCallback needs a datamodule with sample_batch(n)")
-            x, y = dm.sample_batch(self.num_samples)
-            x, y = x.to(pl_module.device), y.to(pl_module.device)
-            net = getattr(pl_module, "net", pl_module)
-            loss_fn = getattr(pl_module, "loss", None)
-            for o in optimizers:
-                stats = getattr(o, "optimizer", o).estimate_hessian(net, loss_fn, x, y)
-            pl_module.log_dict({f"train/{k}": v for k, v in stats.items()}, on_step=False, on_epoch=True)
-
-except ImportError:  # pragma: no cover
-    pass

@@ -47,7 +47,7 @@ def test_importing_the_package_is_cheap_and_registers_everything_on_use():
     out = _python("-c", "import sys, models, training\n"
                         "assert 'torch' not in sys.modules\n"
                         "print(models.list_models())\n"
-                        "from models.registry import get_model\n"
+                        "from models import get_model\n"
                         "print(type(get_model('lenet5')).__name__, models.ops.__name__)")
     assert out.returncode == 0, out.stderr[-2000:]
     assert "'neocognitron'" in out.stdout and "LeNet models.ops" in out.stdout, out.stdout

@@ -41,7 +41,7 @@ import torch
 from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 
-from models.errors import DivergenceError
+from models.errors import ConfigError, DivergenceError
 
 PARTIAL_SUFFIX = ".partial"
 
@@ -462,3 +462,34 @@ class TestPerPass(L.Callback):
         acc = correct / max(1, len(y))
         pl_module.log_dict({"test_per_pass/acc": acc, "test_per_pass/error": 1.0 - acc}, on_step=False,
                            on_epoch=True, rank_zero_only=True)
+
+
+# --- SDLM's curvature, re-estimated before every pass (LeCun et al. 1998, II.B) ---------------------
+
+
+class SDLMHessianCallback(L.Callback):
+    """Before every training epoch, re-estimate SDLM's Hessian diagonal (:class:`models.sdlm.SDLM`)
+    on ``num_samples`` training images from ``trainer.datamodule.sample_batch`` ([1998]: 500, every
+    pass). Does nothing when the optimizer is not SDLM."""
+
+    def __init__(self, num_samples: int = 500):
+        if isinstance(num_samples, bool) or not isinstance(num_samples, int) or num_samples < 1:
+            raise ConfigError(f"SDLMHessianCallback: num_samples must be a positive integer, got {num_samples!r}")
+        self.num_samples = num_samples
+
+    def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        from models.sdlm import SDLM
+
+        optimizers = [o for o in trainer.optimizers if isinstance(getattr(o, "optimizer", o), SDLM)]
+        if not optimizers:
+            return
+        dm = trainer.datamodule
+        if dm is None or not hasattr(dm, "sample_batch"):
+            raise ConfigError("SDLMHessianCallback needs a datamodule with sample_batch(n)")
+        x, y = dm.sample_batch(self.num_samples)
+        x, y = x.to(pl_module.device), y.to(pl_module.device)
+        net = getattr(pl_module, "net", pl_module)
+        loss_fn = getattr(pl_module, "loss", None)
+        for o in optimizers:
+            stats = getattr(o, "optimizer", o).estimate_hessian(net, loss_fn, x, y)
+        pl_module.log_dict({f"train/{k}": v for k, v in stats.items()}, on_step=False, on_epoch=True)

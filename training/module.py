@@ -28,7 +28,7 @@ from torchmetrics.classification import MulticlassAccuracy
 from .callbacks import host_sync_due
 from .checkpoint import checkpoint_data_state, read_checkpoint  # noqa: F401  (re-exported: eval.py, predict.py)
 from models.errors import CheckpointError, ConfigError, DivergenceError
-from models.registry import get_model
+from models import get_model
 
 
 def _plain(cfg: Any) -> Any:

@@ -393,7 +393,7 @@ def read_run(run: str | Path) -> dict:
 
         hp = read_checkpoint(ckpts[-1])["hyper_parameters"]
         info["model"] = hp.get("model", info["model"])
-        from models.registry import get_model
+        from models import get_model
 
         net = get_model(hp["model"], in_channels=hp.get("in_channels", 1), num_classes=hp.get("num_classes", 10),
                         input_size=hp.get("input_size", 28), **dict(hp.get("model_kwargs") or {}))
