@@ -97,7 +97,32 @@ def train(cfg: DictConfig, progress: dict | None = None) -> dict[str, float]:
         out = Path(cfg.paths.output_dir)
         out.mkdir(parents=True, exist_ok=True)
         (out / "metrics.json").write_text(json.dumps(metrics, indent=1, sort_keys=True) + "\n")
+        if cfg.get("record"):  # record=<name>: one line in benchmarks/results/<name>.jsonl
+            record_run(cfg, metrics)
     return metrics
+
+
+def record_run(cfg: DictConfig, metrics: dict) -> None:
+    """Append this run to the results store (:mod:`training.records`): its overrides, model, data,
+    seed, epochs, every metric and stage time (the store adds command, commit, date, machine)."""
+    from omegaconf import OmegaConf
+
+    from training.records import append_record
+
+    try:
+        from hydra.core.hydra_config import HydraConfig
+
+        overrides = list(HydraConfig.get().overrides.task)
+    except ValueError:  # called without Hydra (tests, notebooks)
+        overrides = None
+    path = append_record(cfg.record, {
+        "source": "train.py", "overrides": overrides, "model": cfg.model.get("model"),
+        "model_kwargs": OmegaConf.to_container(cfg.model.get("model_kwargs") or {}, resolve=True),
+        "data": str(cfg.data.get("_target_", "")).rsplit(".", 1)[-1], "seed": cfg.seed,
+        "epochs": cfg.trainer.get("max_epochs"), "val_size": cfg.data.get("val_size"),
+        "run_dir": str(Path(cfg.paths.output_dir).resolve()), "metrics": metrics,
+    })
+    print(f"recorded in {path}", file=sys.stderr)
 
 
 def build_trainer(cfg: DictConfig, extra_callbacks: tuple[L.Callback, ...] = ()) -> tuple[L.Trainer, Timer]:

@@ -156,7 +156,9 @@ def main() -> None:
                     help="model keyword arguments, e.g. --set init=lecun (values parsed as JSON when they can be)")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--root", default=os.environ.get("DATA_DIR", "/work/shared/data"))
-    ap.add_argument("--out", default=None, help="append one JSON line per run to this file")
+    ap.add_argument("--out", default=None, help="also append one JSON line per run to this file")
+    ap.add_argument("--no-record", action="store_true",
+                    help="do not append the runs to benchmarks/results/lenet.jsonl (the results store)")
     ap.add_argument("--summarize", default=None, help="print the table of a --out file and exit")
     args = ap.parse_args()
     if args.summarize:
@@ -176,6 +178,10 @@ def main() -> None:
             r = run(name, seed, args.epochs, data, log=lambda s: print(s, flush=True), batch_size=args.batch_size,
                     step_scale=args.step_scale, model_kwargs=model_kwargs)
             print(json.dumps(r), flush=True)
+            if not args.no_record:  # with the command, commit, date and machine (training.records)
+                from training.records import append_record
+
+                append_record("lenet", r)
             if args.out:
                 Path(args.out).parent.mkdir(parents=True, exist_ok=True)
                 with open(args.out, "a") as f:

@@ -81,6 +81,7 @@ def cifar_root(tmp_path_factory) -> Path:
 def _isolate(tmp_path, monkeypatch):
     """Caches go to a temporary folder; tests never touch the user's."""
     monkeypatch.setenv("NEOLENET_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.setenv("NEOLENET_RESULTS_DIR", str(tmp_path / "results"))  # records never reach benchmarks/results
 
 
 def with_model(args: list[str], model: str = "convnet") -> list[str]:
