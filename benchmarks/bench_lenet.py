@@ -78,7 +78,7 @@ def error_rate(model, x, y, bs=2000) -> float:
 
 
 def run(name: str, seed: int, epochs: int, data, log=print, batch_size: int | None = None,
-        step_scale: float | None = None, model_kwargs: dict | None = None) -> dict:
+        step_scale: float | None = None, model_kwargs: dict | None = None, eval_name: str = "test") -> dict:
     recipe = RECIPES[name]
     bs = batch_size or recipe["batch_size"]
     step_scale = step_scale or recipe.get("step_scale")
@@ -115,7 +115,7 @@ def run(name: str, seed: int, epochs: int, data, log=print, batch_size: int | No
         if not torch.isfinite(torch.tensor(total)):
             raise RuntimeError(f"{name} seed {seed}: loss diverged at epoch {epoch}")
         log(f"{name} seed={seed} epoch={epoch + 1}/{epochs} train_loss={total / n:.4f} "
-            f"test_err={error_rate(model, xte, yte):.2f}% elapsed={time.perf_counter() - t0:.0f}s")
+            f"{eval_name}_err={error_rate(model, xte, yte):.2f}% elapsed={time.perf_counter() - t0:.0f}s")
     train_s = time.perf_counter() - t0
     return dict(model=name, seed=seed, epochs=epochs, model_kwargs=model_kwargs or {}, batch_size=bs,
                 optimizer=recipe["optimizer"], step_scale=step_scale,
@@ -157,6 +157,9 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--root", default=os.environ.get("DATA_DIR", "/work/shared/data"))
     ap.add_argument("--out", default=None, help="also append one JSON line per run to this file")
+    ap.add_argument("--val", type=int, default=0, metavar="N",
+                    help="hold out N training images (fixed split seed 0), train on the rest and score those "
+                         "instead of the test split: for choosing a setting (recorded as val_err, split 'val')")
     ap.add_argument("--no-record", action="store_true",
                     help="do not append the runs to benchmarks/results/lenet.jsonl (the results store)")
     ap.add_argument("--summarize", default=None, help="print the table of a --out file and exit")
@@ -173,10 +176,18 @@ def main() -> None:
         except json.JSONDecodeError:
             model_kwargs[key] = value
     data = load_mnist(args.root)
+    if args.val:  # choose on validation: the test split is not read at all
+        xtr, ytr = data[0], data[1]
+        perm = torch.randperm(len(ytr), generator=torch.Generator().manual_seed(0))
+        val, rest = perm[: args.val], perm[args.val :]
+        data = (xtr[rest], ytr[rest], xtr[val], ytr[val])
     for name in args.models:
         for seed in args.seeds:
             r = run(name, seed, args.epochs, data, log=lambda s: print(s, flush=True), batch_size=args.batch_size,
-                    step_scale=args.step_scale, model_kwargs=model_kwargs)
+                    step_scale=args.step_scale, model_kwargs=model_kwargs, eval_name="val" if args.val else "test")
+            if args.val:  # what run() calls the test split is the validation split here
+                r = {**{k: v for k, v in r.items() if k != "test_err"}, "val_err": r["test_err"], "split": "val",
+                     "val_size": args.val}
             print(json.dumps(r), flush=True)
             if not args.no_record:  # with the command, commit, date and machine (training.records)
                 from training.records import append_record

@@ -54,7 +54,9 @@ def _get(record: dict, key: str) -> Any:
 
 
 def select(row: Row) -> list[dict]:
-    return [r for r in read_records(row.store) if all(_get(r, k) == v for k, v in row.where.items())]
+    """The records of the row: its keys have the row's values, and the row's figure is there."""
+    return [r for r in read_records(row.store) if all(_get(r, k) == v for k, v in row.where.items())
+            and (callable(row.metric) or _get(r, row.metric) is not None)]
 
 
 def figures(row: Row, records: list[dict]) -> list[float]:
