@@ -95,9 +95,7 @@ def choose_algorithm(shape_x, shape_w, stride=1, padding=0, calibration: dict | 
 
 #: Width of the crossover band: when another algorithm's predicted cost is within this factor
 #: of the cheapest, ``auto`` times those candidates once on the real input and keeps the
-#: fastest. The fitted model is within about 15% for planes up to 128 x 128 but underestimates
-#: the transforms of 256 x 256 planes (which no longer fit a core's cache) by up to 2x on the
-#: 2-core development machine, so the band is a factor 3. Set to 1 for the pure cost model.
+#: fastest. Set to 1 for the pure cost model. (How 3 was chosen: docs/speed.md.)
 AUTO_MARGIN = 3.0
 
 _MEASURED_CHOICES: dict[tuple, str] = {}  # (device, shapes, stride, padding, dtype) -> algorithm
