@@ -273,6 +273,7 @@ def main() -> None:
     p.add_argument("--root", default=os.environ.get("DATA_DIR", "./data"))
     p.add_argument("--skip-datapath", action="store_true")
     p.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", help="config overrides for every run")
+    p.add_argument("--no-record", action="store_true", help="do not append to benchmarks/results/harness.jsonl")
     p.add_argument("--breakdown", action="store_true",
                    help="only: the speed of train.py's Trainer with its progress bar, callbacks, logger or determinism "
                         "left out, or with PyTorch's NaN fill of new tensors put back")
@@ -293,6 +294,13 @@ def main() -> None:
                              "bare": lambda: bare_lightning_rate(cfg, dm, args.steps, args.warmup)}, args.repeats)
         hand, ours, bare = rates["hand"], rates["ours"], rates["bare"]
         med = statistics.median
+        if not args.no_record:
+            from training.records import append_record
+
+            append_record("harness", {"what": "train.py's Trainer / hand loop", "model": name, "steps": args.steps,
+                                      "repeats": args.repeats, "overrides": args.set, "img_per_s": rates,
+                                      "ratio_median": med(o / h for o, h in zip(ours, hand)),
+                                      "bare_ratio_median": med(b / h for b, h in zip(bare, hand))})
         print(f"| {name} | {med(hand):.0f} | {med(ours):.0f} | {med(o / h for o, h in zip(ours, hand)):.3f} | "
               f"{med(bare):.0f} | {med(b / h for b, h in zip(bare, hand)):.3f} |", flush=True)
     if args.skip_datapath:
@@ -309,6 +317,12 @@ def main() -> None:
                              "ours": lambda: tensor_pipeline_rate(cfg, dm, args.steps, args.warmup)}, args.repeats)
         tv0, tv2, ours = rates["tv0"], rates["tv2"], rates["ours"]
         best = max(statistics.median(tv0), statistics.median(tv2))
+        if not args.no_record:
+            from training.records import append_record
+
+            append_record("harness", {"what": "data path: our epoch time / best torchvision DataLoader", "model": name,
+                                      "steps": args.steps, "repeats": args.repeats, "img_per_s": rates,
+                                      "time_ratio": best / statistics.median(ours)})
         print(f"| {name} | {statistics.median(tv0):.0f} | {statistics.median(tv2):.0f} | {statistics.median(ours):.0f} | "
               f"{best / statistics.median(ours):.3f} |", flush=True)
 

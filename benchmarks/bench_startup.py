@@ -60,6 +60,7 @@ def main() -> None:
     p.add_argument("--seeds", nargs="+", type=int, default=[1, 2, 3], help="speedrun seeds")
     p.add_argument("--root", default=os.environ.get("DATA_DIR", "./data"), help="MNIST for the speedrun")
     p.add_argument("--skip-speedrun", action="store_true")
+    p.add_argument("--no-record", action="store_true", help="do not append to benchmarks/results/startup.jsonl")
     p.add_argument("overrides", nargs="*", help="extra train.py overrides for the speedrun runs")
     args = p.parse_args()
     load = os.getloadavg()[0]
@@ -73,9 +74,17 @@ def main() -> None:
     print("| --- | --- | --- | --- | --- |")
     for name, ts in times.items():
         print(f"| `{name}` | {statistics.median(ts):.2f} | {min(ts):.2f} | {max(ts):.2f} | {len(ts)} |")
-    if args.skip_speedrun:
+    startups = [] if args.skip_speedrun else speedrun_startups(args.seeds, str(Path(args.root).resolve()),
+                                                              args.overrides)
+    if not args.no_record:
+        sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+        from training.records import append_record
+
+        append_record("startup", {"load_average": load, "repeats": args.repeats, "commands_s": times,
+                                  "medians_s": {k: statistics.median(v) for k, v in times.items()},
+                                  "speedrun_startup_s": startups, "seeds": args.seeds if startups else []})
+    if not startups:
         return
-    startups = speedrun_startups(args.seeds, str(Path(args.root).resolve()), args.overrides)
     print(f"\nspeedrun start-up (train.py experiment=mnist_speedrun, time/startup_s): median "
           f"{statistics.median(startups):.2f} s over {len(startups)} seeds "
           f"({', '.join(f'{s:.2f}' for s in startups)})")

@@ -5,7 +5,7 @@
 
 Each checkpoint is evaluated on its own test split (rebuilt from the data module saved in it, as
 ``eval.py`` does; ``--data-root`` points it at another folder). The uint8 test images are perturbed
-(``models/perturbations.py``) before the normalisation of training, with the training images'
+(``training/perturbations.py``) before the normalisation of training, with the training images'
 background filling in (0, black, for the MNIST family), and classified in batches of 1,000 on the CPU:
 
     shift              1..6 px in each of the 8 directions; accuracy per distance = mean of the 8
