@@ -3,12 +3,18 @@
     nice -n 5 python benchmarks/bench_neocognitron.py                 # both networks
     nice -n 5 python benchmarks/bench_neocognitron.py --only fukushima --train-limit 10000
     python benchmarks/bench_neocognitron.py --train-limit 10000 --probe 2 3   # what UC2, UC3 keep
+    python benchmarks/bench_neocognitron.py --only fukushima --val 5000 --train-limit 20000 \
+        --fukushima-kwargs '{"frozen_ais": false}'     # choose settings on validation, not on test
 
 A plain PyTorch loop (no Lightning), so the figures do not depend on the harness: MNIST is read
 once with torchvision's reader into uint8 tensors (``--root``, default ``$DATA_DIR`` or
 ``/work/shared/data``) and normalised by whole batches. The supervised network is trained by
 AdamW + OneCycle; the self-organising one by its own ``learn`` / ``learning_epoch_end``
 protocol, exactly as the Lightning Classifier drives it (one pass per learning phase).
+``--val N`` holds out N training images, the validation split train.py makes with
+``data.val_size=N`` (``data.split_seed``: ``--split-seed``, default 0), learns from the rest
+(the first ``--train-limit`` of them) and scores the held-out images instead of the test split,
+which is then not read.
 """
 
 from __future__ import annotations
@@ -76,7 +82,7 @@ def bench_supervised(xtr, ytr, xte, yte, epochs: int, bs: int, lr: float, seed: 
     return accuracy(net, xte, yte, standard), train_s, net
 
 
-def bench_fukushima(xtr, ytr, xte, yte, bs: int, log, **kw):
+def bench_fukushima(xtr, ytr, xte, yte, bs: int, log, split: str = "test", **kw):
     net = models.get_model("neocognitron_fukushima", **kw)
     t0, spent = time.perf_counter(), 0.0
     while not net.done_learning:
@@ -87,20 +93,20 @@ def bench_fukushima(xtr, ytr, xte, yte, bs: int, log, **kw):
         spent += time.perf_counter() - t0
         log(f"  fukushima phase {phase}: { {k: round(v, 4) for k, v in stats.items()} } "
             f"(training time so far {spent:.0f} s)")
-        if phase.startswith("US4"):  # test accuracy after each top pass (not counted as training)
+        if phase.startswith("US4"):  # accuracy after each top pass (not counted as training)
             acc = accuracy(net, xte, yte, unit, bs=500)
             k = net.intvec_k
             net.intvec_k = 1
             acc1 = accuracy(net, xte, yte, unit, bs=500)
             net.intvec_k = k
-            log(f"  test accuracy after {phase}: {100 * acc:.2f}% (interpolating vectors, k={k}), "
+            log(f"  {split} accuracy after {phase}: {100 * acc:.2f}% (interpolating vectors, k={k}), "
                 f"{100 * acc1:.2f}% (plain winner-take-all)")
         t0 = time.perf_counter()
     return acc, spent, net
 
 
 @torch.no_grad()
-def probe_layers(xtr, ytr, xte, yte, layers, bs: int, log, **kw):
+def probe_layers(xtr, ytr, xte, yte, layers, bs: int, log, split: str = "test", **kw):
     """What each layer's output is worth, apart from the top rule: US2 and US3 learn as usual,
     then every training image's UC1/UC2/UC3 output (flattened, unit length) is stored as a
     labelled reference vector and the test images are classified by the interpolating-vector
@@ -124,7 +130,7 @@ def probe_layers(xtr, ytr, xte, yte, layers, bs: int, log, **kw):
             pred = torch.cat([net.class_similarity(fte[i:i + 500]).argmax(1) for i in range(0, len(fte), 500)])
             accs.append(100 * (pred == yte).float().mean().item())
         log(f"  UC{layer} ({net.refs.shape[1]} values; US2 {net.us2.planes} planes, US3 {net.us3.planes}): "
-            f"all {len(ytr)} training images stored, test {accs[0]:.2f}% (k=1), {accs[1]:.2f}% (k=4)")
+            f"all {len(ytr)} training images stored, {split} {accs[0]:.2f}% (k=1), {accs[1]:.2f}% (k=4)")
 
 
 def main(argv=None):
@@ -136,6 +142,10 @@ def main(argv=None):
     p.add_argument("--bs", type=int, default=128)
     p.add_argument("--train-limit", type=int, default=None, help="use the first N training images")
     p.add_argument("--test-limit", type=int, default=None)
+    p.add_argument("--val", type=int, default=0, metavar="N",
+                   help="hold out N training images (train.py's split with data.val_size=N, data.split_seed), "
+                        "learn from the rest and score those instead of the test split")
+    p.add_argument("--split-seed", type=int, default=0, help="with --val: train.py's data.split_seed")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=None, help="torch threads (1 is faster on a busy machine)")
     p.add_argument("--fukushima-kwargs", default="{}", help="JSON overrides of the Fukushima builder's kwargs")
@@ -146,14 +156,19 @@ def main(argv=None):
         torch.set_num_threads(args.threads)
     log = lambda s: print(s, flush=True)  # noqa: E731
     xtr, ytr, xte, yte = load_mnist(args.root)
+    split = "val" if args.val else "test"
+    if args.val:  # the validation split of training.data: the test split is not read
+        perm = torch.randperm(len(ytr), generator=torch.Generator().manual_seed(args.split_seed))
+        val, rest = perm[:args.val], perm[args.val:]
+        xtr, ytr, xte, yte = xtr[rest], ytr[rest], xtr[val], ytr[val]
     if args.train_limit:
         xtr, ytr = xtr[:args.train_limit], ytr[:args.train_limit]
     if args.test_limit:
         xte, yte = xte[:args.test_limit], yte[:args.test_limit]
-    log(f"MNIST: {len(xtr)} train / {len(xte)} test images; torch {torch.__version__}, "
+    log(f"MNIST: {len(xtr)} train / {len(xte)} {split} images; torch {torch.__version__}, "
         f"{torch.get_num_threads()} threads, load average {os.getloadavg()[0]:.2f}")
     if args.probe:
-        probe_layers(xtr, ytr, xte, yte, args.probe, 250, log, **json.loads(args.fukushima_kwargs))
+        probe_layers(xtr, ytr, xte, yte, args.probe, 250, log, split, **json.loads(args.fukushima_kwargs))
         return
     rows = []
     if args.only in (None, "supervised"):
@@ -161,10 +176,10 @@ def main(argv=None):
         n_par = sum(p.numel() for p in net.parameters())
         rows.append(("neocognitron (backprop)", acc, t, f"{n_par} params, {args.epochs} epochs"))
     if args.only in (None, "fukushima"):
-        acc, t, net = bench_fukushima(xtr, ytr, xte, yte, 250, log, **json.loads(args.fukushima_kwargs))
+        acc, t, net = bench_fukushima(xtr, ytr, xte, yte, 250, log, split, **json.loads(args.fukushima_kwargs))
         rows.append(("neocognitron_fukushima (self-organised)", acc, t, net.describe()))
     log(f"load average at the end {os.getloadavg()[0]:.2f}")
-    log(f"{'model':42s} {'test acc':>9s} {'train s':>8s}  notes")
+    log(f"{'model':42s} {split + ' acc':>9s} {'train s':>8s}  notes")
     for name, acc, t, note in rows:
         log(f"{name:42s} {100 * acc:8.2f}% {t:8.0f}  {note}")
 

@@ -187,7 +187,8 @@ class SLayer(nn.Module):
     position (a Gaussian over the ``L x L`` window, the same for every input plane, summing to 1
     over the window). ``theta`` is the selectivity while recognising, ``theta_learn`` the higher one
     while learning (dual thresholds, Fukushima, Nagahara & Shouno 1997). The number of planes grows
-    during learning (Add-if-Silent) up to ``max_planes``.
+    during learning (Add-if-Silent) up to ``max_planes``; :meth:`learn` also reinforces the planes
+    by competition unless told to keep generated planes frozen, as the papers' AiS does.
     """
 
     def __init__(self, name: str, in_planes: int, kernel: int, theta: float, theta_learn: float,
@@ -253,16 +254,18 @@ class SLayer(nn.Module):
         return p / v.clamp_min(1e-12)[..., None]
 
     @torch.no_grad()
-    def learn(self, x: torch.Tensor, q: float, active: float) -> dict[str, float]:
-        """One batch of competitive learning + Add-if-Silent on the input planes ``x``.
+    def learn(self, x: torch.Tensor, q: float, active: float, frozen: bool = False) -> dict[str, float]:
+        """One batch of Add-if-Silent, with competitive learning unless ``frozen``, on the planes ``x``.
 
         Competition: in each S-column (all planes x a 3x3 neighbourhood) the cell with the largest
         output is a candidate seed; each plane takes at most one seed per pattern, its strongest,
         and adds the seed's normalised input to its shared weights (``Delta a = q c x``).
         Add-if-Silent (Fukushima 2013): a pattern with a strong input location (a local maximum of
         ``v`` with ``v >= active * max v``) where every S-cell is silent generates a new plane whose
-        weights are the input there (at most one per pattern, up to ``max_planes``). Generated
-        planes go on learning by competition like the others (the papers' AiS freezes them).
+        weights are the input there (at most one per pattern, up to ``max_planes``). With
+        ``frozen=False`` generated planes go on learning by competition like the others; with
+        ``frozen=True`` there is no competition and a plane's weights never change after it is
+        generated: AiS as the papers define it.
         """
         B, _, H, W = x.shape
         v = self.vcell(x).flatten(1)  # (B, HW)
@@ -270,6 +273,10 @@ class SLayer(nn.Module):
         seeds = 0
         if self.planes:
             u = self(x, self.theta_learn)  # (B, K, H, W), with the learning selectivity
+            silent_here = u.amax(1).flatten(1) <= 0  # (B, HW)
+        else:
+            silent_here = torch.ones_like(v, dtype=torch.bool)
+        if self.planes and not frozen:
             colmax = F.max_pool2d(u.amax(1, keepdim=True), 3, 1, 1)  # S-column maximum
             cand = torch.where((u >= colmax) & (u > 0), u, torch.zeros_like(u))
             best, pos = cand.flatten(2).max(2)  # each plane's seed, (B, K)
@@ -280,9 +287,6 @@ class SLayer(nn.Module):
                 plane = torch.arange(self.planes, device=x.device).expand_as(pos)[ok]
                 self.acc.index_add_(0, plane, q * seed_x)
             seeds = int(ok.sum())
-            silent_here = u.amax(1).flatten(1) <= 0  # (B, HW)
-        else:
-            silent_here = torch.ones_like(v, dtype=torch.bool)
         # Add-if-Silent: a pattern with a strong input location where no S-cell answers.
         vmap = v.view(B, 1, H, W)  # candidate locations: local maxima of the input strength
         peak = (vmap >= F.max_pool2d(vmap, 3, 1, 1)).view(B, -1)
@@ -294,7 +298,8 @@ class SLayer(nn.Module):
         if silent.any():
             b = bidx[silent]
             grown = self._add_planes(self.patches_at(x, b, where[silent], v[b, where[silent]]))
-        return {"silent": float(silent.float().mean()), "seeds": seeds, "grown": grown}
+        return {"silent": float(silent.float().mean()), "n_silent": int(silent.sum()), "seeds": seeds,
+                "grown": grown}
 
     def _add_planes(self, cand: torch.Tensor) -> int:
         """Add candidates as new planes, skipping any a plane added just before already answers."""
