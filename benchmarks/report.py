@@ -16,7 +16,7 @@ import argparse
 import math
 import statistics
 import sys
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
@@ -40,7 +40,7 @@ class Row:
     scale: float = 1.0  # e.g. 100 for a fraction shown as a percentage
     digits: int = 2
     note: str = ""
-    extra: dict[str, Any] = field(default_factory=dict)
+    stat: str = "mean"  # "median" for times: this machine is shared and noisy (median, min-max, n)
 
 
 def _get(record: dict, key: str) -> Any:
@@ -86,13 +86,17 @@ def render_row(row: Row) -> str:
     records = select(row)
     s = summary(figures(row, records))
     d = row.digits
+    values = figures(row, records)
     if s["n"] == 0:
         ours = "no record yet"
+    elif row.stat == "median":
+        ours = (f"median **{statistics.median(values):.{d}f}** ({min(values):.{d}f}–{max(values):.{d}f}, "
+                f"n = {s['n']})")
     elif s["n"] == 1:
         ours = f"{s['mean']:.{d}f} (n = 1)"
     else:
         ours = f"**{s['mean']:.{d}f}** ± {s['std']:.{d}f} (n = {s['n']}, SE {s['se']:.{d}f})"
-    paper = "" if row.paper is None else f"{row.paper:.{d}f}"
+    paper = row.note if row.paper is None else f"{row.paper:.{d}f}"
     gap = ""
     if row.paper is not None and s["n"] > 1 and s["se"] > 0:
         gap = f"{(s['mean'] - row.paper) / s['se']:+.1f} SE"
@@ -132,12 +136,33 @@ TABLES["choices"] = [
         {"model": "lenet5", "split": "val", "step_scale": 8.0, "batch_size": 16, "epochs": 20}, "val_err",
         "python benchmarks/bench_lenet.py --models lenet5 --seeds 0 1 --step-scale 8 --val 5000"),
 ]
+# Speed (issue 7's goals in the goal column); the speedrun's baseline is a recipe comparison.
+TABLES["speed"] = [
+    Row("MNIST speedrun (`experiment=mnist_speedrun`): test accuracy %", "MNIST", "speedrun", {"side": "ours"},
+        "acc", "python benchmarks/bench_speedrun.py", scale=100, note="≥ 99.0 mean, each ≥ 98.9"),
+    Row("MNIST speedrun: training s", "MNIST", "speedrun", {"side": "ours"}, "train",
+        "python benchmarks/bench_speedrun.py", digits=1, note="≤ 10", stat="median"),
+    Row("MNIST speedrun: start-up s (process start to the first step)", "MNIST", "speedrun", {"side": "ours"},
+        "startup", "python benchmarks/bench_speedrun.py", digits=2, note="≤ 3", stat="median"),
+    Row("the PyTorch examples' MNIST recipe: training s to 99% (a recipe comparison: another model, optimizer, "
+        "schedule, batch size and data pipeline)", "MNIST", "speedrun", {"side": "baseline"}, "train_to_target",
+        "python benchmarks/bench_speedrun.py", digits=1, stat="median"),
+    Row("`python train.py --help` s (median of 5 per record)", "", "startup", {},
+        lambda r: r["medians_s"]["train.py --help"], "python benchmarks/bench_startup.py", note="≤ 1"),
+    Row("`python eval.py --help` s", "", "startup", {}, lambda r: r["medians_s"]["eval.py --help"],
+        "python benchmarks/bench_startup.py", note="≤ 1"),
+    Row("`python predict.py --help` s", "", "startup", {}, lambda r: r["medians_s"]["predict.py --help"],
+        "python benchmarks/bench_startup.py", note="≤ 1"),
+]
+HEADERS = {"speed": ("| what | data | command | ours: over runs | goal | gap | records |\n"
+                     "| --- | --- | --- | --- | --- | --- | --- |")}
+
 # Which file holds each table (the README unless named here).
 TABLE_FILES = {"choices": ROOT / "docs" / "results.md"}
 
 
 def render(table: str) -> str:
-    return "\n".join([HEADER, *(render_row(r) for r in TABLES[table])])
+    return "\n".join([HEADERS.get(table, HEADER), *(render_row(r) for r in TABLES[table])])
 
 
 def update(text: str, names: list[str] | None = None) -> str:
