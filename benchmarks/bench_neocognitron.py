@@ -133,7 +133,7 @@ def probe_layers(xtr, ytr, xte, yte, layers, bs: int, log, split: str = "test", 
             f"all {len(ytr)} training images stored, {split} {accs[0]:.2f}% (k=1), {accs[1]:.2f}% (k=4)")
 
 
-def main(argv=None):
+def _main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--root", default=os.environ.get("DATA_DIR", "/work/shared/data"))
     p.add_argument("--only", choices=["supervised", "fukushima"], default=None)
@@ -182,6 +182,13 @@ def main(argv=None):
     log(f"{'model':42s} {split + ' acc':>9s} {'train s':>8s}  notes")
     for name, acc, t, note in rows:
         log(f"{name:42s} {100 * acc:8.2f}% {t:8.0f}  {note}")
+
+
+def main(argv=None):
+    """Run the benchmark; what it prints also goes to benchmarks/results/neocognitron.jsonl."""
+    from training.records import run_recorded
+
+    return run_recorded("neocognitron", _main, argv)
 
 
 if __name__ == "__main__":

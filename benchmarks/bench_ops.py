@@ -74,7 +74,7 @@ def time_cell(fns: dict, device: torch.device, budget_s: float, max_repeats: int
     return {name: statistics.median(ts) for name, ts in times.items()}
 
 
-def main(argv: list[str] | None = None) -> None:
+def _main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--sides", type=int, nargs="+", default=[32, 64, 128, 256])
     parser.add_argument("--kernels", type=int, nargs="+", default=[3, 5, 7, 11, 15, 21, 31])
@@ -161,6 +161,13 @@ def main(argv: list[str] | None = None) -> None:
         t = goal[0][2]
         print(f"128x128 image, 31x31 kernel, batch 8, 16->16 maps: direct {t['direct'] * 1e3:.1f} ms, "
               f"fft {t['fft'] * 1e3:.1f} ms, fft is {t['direct'] / t['fft']:.1f}x faster")
+
+
+def main(argv: list[str] | None = None):
+    """Run the benchmark; what it prints also goes to benchmarks/results/ops.jsonl."""
+    from training.records import run_recorded
+
+    return run_recorded("ops", _main, argv)
 
 
 if __name__ == "__main__":

@@ -35,7 +35,7 @@ def train_steps(module: Classifier, opt, x, y, steps: int) -> float:
     return (time.perf_counter() - t) / steps
 
 
-def main() -> None:
+def _main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--model", default="convnet")
     p.add_argument("--batch", type=int, default=128)
@@ -85,6 +85,13 @@ def main() -> None:
     print(f"checkpoint save ({size:.1f} MiB): Lightning's TorchCheckpointIO {a * 1e3:.1f} ms, "
           f"AtomicCheckpointIO (same-folder temp file + fsync + rename) {b * 1e3:.1f} ms (x{b / a:.2f}); "
           f"every 200 steps that is {100 * b / (200 * base):.2f}% of training time")
+
+
+def main():
+    """Run the benchmark; what it prints also goes to benchmarks/results/reliability.jsonl."""
+    from training.records import run_recorded
+
+    return run_recorded("reliability", _main)
 
 
 if __name__ == "__main__":

@@ -6,6 +6,8 @@ import re
 import subprocess
 import sys
 
+import pytest
+
 from tests.conftest import ROOT
 
 
@@ -22,8 +24,13 @@ def test_bench_harness_prints_every_table_with_ratios(mnist_root):
     stdout = run_bench_harness(mnist_root)
     rows = [ln for ln in stdout.splitlines() if ln.startswith("| lenet5 |")]  # harness, data path
     assert len(rows) == 2 and "| MNIST 1x28x28" in stdout, stdout  # and the augmentation table
-    ratios = [float(c) for row in rows for c in re.findall(r"\| (\d+\.\d{3}) ", row)]
-    assert len(ratios) == 3 and all(0.05 < r < 20 for r in ratios), rows
+    harness, datapath = ([float(c) for c in re.findall(r"\| ([\d.]+)(?= )", row)] for row in rows)
+    # No timing bounds (a shared machine's speed swings by 50x under load): each ratio is the one
+    # its row's own rates give (one repeat: the medians are those rates), in the promised direction.
+    hand, ours, ratio, bare, bare_ratio = harness
+    assert ratio == pytest.approx(ours / hand, rel=0.02) and bare_ratio == pytest.approx(bare / hand, rel=0.02), rows
+    tv0, tv2, tensors, time_ratio = datapath
+    assert time_ratio == pytest.approx(max(tv0, tv2) / tensors, rel=0.02), rows
 
 
 def test_bench_harness_breakdown_leaves_one_part_out_at_a_time(mnist_root):

@@ -92,3 +92,31 @@ def read_records(name: str) -> list[dict[str, Any]]:
         if line.strip():
             out.append({**json.loads(line), "_line": i})
     return out
+
+
+
+class _Tee:
+    def __init__(self, stream):
+        self.stream, self.parts = stream, []
+
+    def write(self, text: str) -> int:
+        self.parts.append(text)
+        return self.stream.write(text)
+
+    def flush(self) -> None:
+        self.stream.flush()
+
+
+def run_recorded(name: str, main, *args):
+    """Run a benchmark's ``main(*args)``, which prints its figures as tables: the text goes to the
+    terminal as usual and, when it ends without an error, into one record of ``<name>.jsonl``
+    (``output``, with the command's arguments). ``NEOLENET_NO_RECORD=1`` skips the record."""
+    import contextlib
+
+    if os.environ.get("NEOLENET_NO_RECORD"):
+        return main(*args)
+    tee = _Tee(sys.stdout)
+    with contextlib.redirect_stdout(tee):
+        result = main(*args)
+    append_record(name, {"argv": sys.argv[1:], "output": "".join(tee.parts)})
+    return result
