@@ -1,7 +1,7 @@
 """Tolerance of trained models to shifts and deformations: test accuracy against each perturbation.
 
     python benchmarks/bench_tolerance.py --ckpt A.ckpt [B.ckpt ...] [--limit N] [--json FILE] [--png FILE]
-                                         [--data-root DIR] [--seed S] [--labels a b ...] [--record [FILE]]
+                                         [--data-root DIR] [--seed S] [--labels a b ...] [--record [NAME]]
 
 Each checkpoint is evaluated on its own test split (rebuilt from the data module saved in it, as
 ``eval.py`` does; ``--data-root`` points it at another folder). The uint8 test images are perturbed
@@ -30,21 +30,18 @@ Output: a table per model; ``--json FILE``: always keyed by model label, also fo
 
 plus ``"none": {"0": <unperturbed accuracy>}`` in each model's entry (accuracies as fractions in
 [0, 1], exact counts over the images; levels as strings: pixels, degrees, factors, alpha, grey levels,
-side); ``--png FILE``: one subplot per perturbation, one line per model; ``--record [FILE]``: appends
+side); ``--png FILE``: one subplot per perturbation, one line per model; ``--record [NAME]``: appends
 one JSON line (command, git commit and dirty flag, date, machine, checkpoints, settings, every
-figure) to ``benchmarks/results/tolerance.jsonl`` or FILE. Labels are the models' names (with the
+figure) to ``benchmarks/results/NAME.jsonl`` (default ``tolerance``; :mod:`training.records`). Labels are the models' names (with the
 checkpoint's path when two share one, and a number when the path is repeated), or ``--labels``.
 """
 
 from __future__ import annotations
 
 import argparse
-import datetime
 import hashlib
 import json
 import os
-import platform
-import subprocess
 import sys
 from pathlib import Path
 
@@ -56,7 +53,6 @@ import torch  # noqa: E402
 from training import perturbations as P  # noqa: E402
 
 MNIST_FAMILY = ("MNISTDataModule", "FashionMNISTDataModule", "KMNISTDataModule")
-RECORD = ROOT / "benchmarks" / "results" / "tolerance.jsonl"
 SHIFTS = [1, 2, 3, 4, 5, 6]
 ROTATIONS = [5, 10, 15, 20, 30]
 SCALES = [0.7, 0.8, 0.9, 1.1, 1.2, 1.3]
@@ -207,28 +203,6 @@ def plot(results: dict, path: str, sigma: float) -> None:
     fig.savefig(path, dpi=100)
 
 
-def machine() -> dict:
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return {"cpu": cpu, "cores": os.cpu_count(), "threads": torch.get_num_threads(), "torch": torch.__version__,
-            "python": platform.python_version()}
-
-
-def git_state() -> dict:
-    def git(*a):
-        r = subprocess.run(["git", *a], cwd=ROOT, capture_output=True, text=True)
-        return r.stdout.strip() if r.returncode == 0 else None
-
-    status = git("status", "--porcelain")
-    return {"commit": git("rev-parse", "HEAD"), "dirty": None if status is None else bool(status)}
-
-
 def labels_for(args, model_names: list[str]) -> list[str]:
     if args.labels:
         if len(args.labels) != len(args.ckpt) or len(set(args.labels)) != len(args.labels):
@@ -248,7 +222,8 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--data-root", help="the data folder (default: the one saved in each checkpoint)")
     p.add_argument("--seed", type=int, default=0, help="seed of the random perturbations (default 0)")
     p.add_argument("--elastic-sigma", type=float, default=4.0, help="sigma of the elastic field (default 4)")
-    p.add_argument("--record", nargs="?", const=str(RECORD), help=f"append a JSON line to FILE (default {RECORD})")
+    p.add_argument("--record", nargs="?", const="tolerance", metavar="NAME",
+                   help="append a JSON line to benchmarks/results/NAME.jsonl (default NAME: tolerance)")
     p.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
     args = p.parse_args(argv)
     if args.limit is not None and args.limit < 1:
@@ -274,15 +249,12 @@ def main(argv: list[str] | None = None) -> None:
         Path(args.json).write_text(json.dumps(results, indent=1) + "\n")
     if args.png:
         plot(results, args.png, args.elastic_sigma)
-    if args.record:
-        rec = {"command": [sys.executable, *sys.argv] if argv is None else ["bench_tolerance.py", *argv],
-               **git_state(), "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-               "machine": machine(), "checkpoints": info,
-               "settings": {"limit": args.limit, "seed": args.seed, "elastic_sigma": args.elastic_sigma},
-               "results": results}
-        Path(args.record).parent.mkdir(parents=True, exist_ok=True)
-        with open(args.record, "a") as f:
-            f.write(json.dumps(rec) + "\n")
+    if args.record:  # the results store adds the command, commit, dirty flag, date and machine
+        from training.records import append_record
+
+        append_record(args.record, {"checkpoints": info, "results": results,
+                                    "settings": {"limit": args.limit, "seed": args.seed,
+                                                 "elastic_sigma": args.elastic_sigma}})
 
 
 if __name__ == "__main__":
