@@ -60,7 +60,12 @@ def select(row: Row) -> list[dict]:
 
 
 def figures(row: Row, records: list[dict]) -> list[float]:
-    values = [row.metric(r) if callable(row.metric) else _get(r, row.metric) for r in records]
+    """The row's figure from each record (a callable metric may give several: one per model a
+    record holds)."""
+    values = []
+    for r in records:
+        v = row.metric(r) if callable(row.metric) else _get(r, row.metric)
+        values += v if isinstance(v, list) else [v]
     return [float(v) * row.scale for v in values if v is not None]
 
 
@@ -129,6 +134,13 @@ TABLES: dict[str, list[Row]] = {
 
 # The other models, through train.py with record=<name> (the checkpoint chosen on validation is tested).
 TABLES["models"] = [
+    Row("`neocognitron` (the default `python train.py`: 12 epochs, random shifts), test accuracy %",
+        "MNIST (55k train, 5k validation)", "neocognitron_default",
+        {"source": "train.py", "model": "neocognitron", "val_size": 5000, "epochs": 12}, "metrics.test/acc",
+        "python train.py seed=S record=neocognitron_default", scale=100),
+    Row("`convnet` (12 epochs, random shifts), test accuracy %", "MNIST (55k train, 5k validation)", "convnet_default",
+        {"source": "train.py", "model": "convnet", "val_size": 5000, "epochs": 12}, "metrics.test/acc",
+        "python train.py model=convnet seed=S record=convnet_default", scale=100),
     Row("`neocognitron_fukushima` (Add-if-Silent with frozen planes, the default), test accuracy %",
         "MNIST (55k train, 5k validation)", "fukushima",
         {"source": "train.py", "model": "neocognitron_fukushima", "val_size": 5000, "epochs": 3}, "metrics.test/acc",
@@ -163,11 +175,34 @@ TABLES["speed"] = [
     Row("`python predict.py --help` s", "", "startup", {}, lambda r: r["medians_s"]["predict.py --help"],
         "python benchmarks/bench_startup.py", note="≤ 1"),
 ]
-HEADERS = {"speed": ("| what | data | command | ours: over runs | goal | gap | records |\n"
+HEADERS = {"tolerance": ("| model: perturbation | data | command | ours: mean ± std over checkpoints (seeds) | | | "
+                         "records |\n| --- | --- | --- | --- | --- | --- | --- |"),
+           "speed": ("| what | data | command | ours: over runs | goal | gap | records |\n"
                      "| --- | --- | --- | --- | --- | --- | --- |")}
 
+# Tolerance (issue 17): the default models' checkpoints under perturbations of the first 1,000 test
+# images (bench_tolerance.py --limit 1000); one figure per checkpoint whose label starts with the prefix.
+def _tolerance(prefix: str, perturbation: str, level: str):
+    return lambda r: [res[perturbation][level] for label, res in r["results"].items() if label.startswith(prefix)]
+
+
+TOLERANCE_RUN = {"settings.limit": 1000, "settings.seed": 0}
+TOLERANCE_CMD = ("python benchmarks/bench_tolerance.py --ckpt <3 neocognitron runs> <a Fukushima run> "
+                 "--limit 1000 --record")
+TABLES["tolerance"] = [
+    Row(f"{name}: {what}, {'agreement' if pert == 'shift_consistency' else 'accuracy'} %",
+        "MNIST, first 1,000 test images", "tolerance", TOLERANCE_RUN,
+        _tolerance(prefix, pert, level), TOLERANCE_CMD, scale=100, digits=1)
+    for name, prefix in (("`neocognitron` (default, max C-planes, trained with shifts ≤ 2 px)", "neocognitron_s"),
+                         ("`neocognitron_fukushima` (default, no augmentation)", "neocognitron_fukushima_s"))
+    for what, pert, level in (("centred", "none", "0"), ("shifted 1 px (mean of 8 directions)", "shift", "1"),
+                              ("shifted 2 px", "shift", "2"), ("shifted 4 px", "shift", "4"),
+                              ("rotated ±15°", "rotation", "15"), ("elastic α 34, σ 4", "elastic", "34"),
+                              ("same class under two shifts ≤ 2 px (consistency)", "shift_consistency", "2"))
+]
+
 # Which file holds each table (the README unless named here).
-TABLE_FILES = {"choices": ROOT / "docs" / "results.md"}
+TABLE_FILES = {"choices": ROOT / "docs" / "results.md", "tolerance": ROOT / "docs" / "results.md"}
 
 
 def render(table: str) -> str:
