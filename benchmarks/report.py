@@ -187,13 +187,13 @@ def _tolerance(prefix: str, perturbation: str, level: str):
 
 
 TOLERANCE_RUN = {"settings.limit": 1000, "settings.seed": 0}
-TOLERANCE_CMD = ("python benchmarks/bench_tolerance.py --ckpt <3 neocognitron runs> <a Fukushima run> "
-                 "--limit 1000 --record")
+TOLERANCE_CMD = "python benchmarks/bench_tolerance.py --ckpt <checkpoints> --limit 1000 --record"
 TABLES["tolerance"] = [
     Row(f"{name}: {what}, {'agreement' if pert == 'shift_consistency' else 'accuracy'} %",
         "MNIST, first 1,000 test images", "tolerance", TOLERANCE_RUN,
         _tolerance(prefix, pert, level), TOLERANCE_CMD, scale=100, digits=1)
     for name, prefix in (("`neocognitron` (default, max C-planes, trained with shifts ≤ 2 px)", "neocognitron_s"),
+                         ("`convnet` (default, max pooling, trained with shifts ≤ 2 px)", "convnet_s"),
                          ("`neocognitron_fukushima` (default, no augmentation)", "neocognitron_fukushima_s"))
     for what, pert, level in (("centred", "none", "0"), ("shifted 1 px (mean of 8 directions)", "shift", "1"),
                               ("shifted 2 px", "shift", "2"), ("shifted 4 px", "shift", "4"),
