@@ -22,25 +22,6 @@ import os
 import sys
 from pathlib import Path
 
-MNIST_FAMILY = ("MNISTDataModule", "FashionMNISTDataModule", "KMNISTDataModule")
-
-
-def training_background(state: dict | None, in_channels: int) -> tuple[int, bool]:
-    """``(background, clear)``: the grey level (0 or 255) of the training images' background, and
-    whether they have a clear one (light strokes on dark or the reverse, as MNIST's digits), which is
-    when an image of the opposite polarity is worth inverting. The MNIST family: black, clear. Other
-    data: from the mean grey level saved in the checkpoint (< 0.5: black; clear below 0.35 or above
-    0.65; CIFAR-10's 0.47 has no clear background)."""
-    state = state or {}
-    if str(state.get("target", "")).rsplit(".", 1)[-1] in MNIST_FAMILY:
-        return 0, True
-    mean = state.get("mean")
-    if mean:
-        m = sum(mean) / len(mean)
-        return (0 if m < 0.5 else 255), (m < 0.35 or m > 0.65)
-    return 0, in_channels == 1
-
-
 def load_network(ckpt_path):
     """``(net, ckpt)``: the checkpoint's network (CPU, eval mode) with its weights, and the checkpoint.
     Built with :func:`models.get_model` from the checkpoint's hyperparameters, as the Classifier
@@ -82,7 +63,7 @@ def predict(ckpt_path: str, images: list[str], topk: int = 3, invert: bool = Fal
 
     from training.checkpoint import checkpoint_data_state
     from models.errors import ConfigError, ImageError
-    from training.images import decode_image, transform_batch
+    from training.images import decode_image, training_background, transform_batch
 
     net, ckpt = load_network(ckpt_path)
     hp = ckpt["hyper_parameters"]
@@ -142,16 +123,10 @@ def main(argv: list[str] | None = None) -> None:
         failed.append(name)
         print(f"error: {error}", file=sys.stderr)
 
-    try:
-        results = predict(args.checkpoint, args.images, args.topk, args.invert, args.auto_invert, on_error=report)
-    except Exception as e:
-        from models.errors import UserError
+    from training.cli import friendly_errors  # a UserError as one line, exit status 2 (as train.py, eval.py)
 
-        debug = os.environ.get("NEOLENET_DEBUG") == "1" or os.environ.get("HYDRA_FULL_ERROR") == "1"
-        if not isinstance(e, UserError) or debug:
-            raise
-        print(f"error: {e}", file=sys.stderr)
-        sys.exit(2)
+    with friendly_errors():
+        results = predict(args.checkpoint, args.images, args.topk, args.invert, args.auto_invert, on_error=report)
     for name, top in zip(args.images, results):
         if top is not None:
             print(f"{name}: " + ", ".join(f"{c} ({p:.3f})" for c, p in top))

@@ -51,7 +51,6 @@ import torch  # noqa: E402
 
 from training import perturbations as P  # noqa: E402
 
-MNIST_FAMILY = ("MNISTDataModule", "FashionMNISTDataModule", "KMNISTDataModule")
 SHIFTS = [1, 2, 3, 4, 5, 6]
 ROTATIONS = [5, 10, 15, 20, 30]
 SCALES = [0.7, 0.8, 0.9, 1.1, 1.2, 1.3]
@@ -70,12 +69,11 @@ def level(v: float) -> str:
 
 
 def background(state: dict, channels: int) -> list[int]:
-    """The training images' background grey level per channel: 0 (black) for the MNIST family;
-    otherwise 0 or 255, from the saved mean (dark-on-light image folders: 255)."""
-    if str(state.get("target", "")).rsplit(".", 1)[-1] in MNIST_FAMILY:
-        return [0] * channels
-    mean = state.get("mean") or [0.0]
-    return [255 if sum(mean) / len(mean) > 0.5 else 0] * channels
+    """The training images' background grey level per channel, as predict.py fills with it
+    (:func:`training.images.training_background`: 0 for the MNIST family, else from the saved mean)."""
+    from training.images import training_background
+
+    return [training_background(state, channels)[0]] * channels
 
 
 def load(path: str, data_root: str | None, limit: int | None):

@@ -27,7 +27,6 @@ import sys
 from pathlib import Path
 from typing import Any, Callable
 
-from hydra.utils import instantiate
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from models.errors import ConfigError, UserError
@@ -71,6 +70,8 @@ def user_error(e: BaseException | None) -> UserError | None:
 def instantiate_group(cfg: DictConfig | None) -> list:
     """Instantiate every entry of a callbacks/logger group (a dict of ``_target_`` configs).
     Entries that are null or have ``enabled: false`` are skipped."""
+    from hydra.utils import instantiate  # here, not at the top: predict.py uses friendly_errors without Hydra
+
     objects = []
     for entry in (cfg or {}).values():
         if entry is None or "_target_" not in entry:
@@ -89,6 +90,7 @@ def instantiate_trainer(cfg: DictConfig, **kwargs):
     a training step on a CPU (``benchmarks/bench_harness.py --breakdown`` puts it back): it is
     turned off; the results stay deterministic."""
     import torch
+    from hydra.utils import instantiate
 
     trainer = instantiate(cfg, **kwargs)
     if torch.are_deterministic_algorithms_enabled():

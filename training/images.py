@@ -35,6 +35,26 @@ LUMA = (0.299, 0.587, 0.114)  # ITU-R 601-2, as PIL's convert("L")
 DECODER_VERSION = 2  # part of the image-folder cache key: a changed decoder rebuilds old caches
 
 
+# the data modules whose images are light strokes on black
+MNIST_FAMILY = ("MNISTDataModule", "FashionMNISTDataModule", "KMNISTDataModule")
+
+
+def training_background(state: dict | None, in_channels: int) -> tuple[int, bool]:
+    """``(background, clear)``: the grey level (0 or 255) of the training images' background, and
+    whether they have a clear one (light strokes on dark or the reverse, as MNIST's digits), which is
+    when an image of the opposite polarity is worth inverting. The MNIST family: black, clear. Other
+    data: from the mean grey level saved in the checkpoint (< 0.5: black; clear below 0.35 or above
+    0.65; CIFAR-10's 0.47 has no clear background)."""
+    state = state or {}
+    if str(state.get("target", "")).rsplit(".", 1)[-1] in MNIST_FAMILY:
+        return 0, True
+    mean = state.get("mean")
+    if mean:
+        m = sum(mean) / len(mean)
+        return (0 if m < 0.5 else 255), (m < 0.35 or m > 0.65)
+    return 0, in_channels == 1
+
+
 def transform_batch(
     x: torch.Tensor,
     mean: list[float],
