@@ -67,6 +67,16 @@ def make_cifar_batches(root: Path, n_per_batch: int = 20) -> Path:
     return root
 
 
+def bar_image(horizontal: bool, pos: int, size: int = 9) -> torch.Tensor:
+    """A ``(1, 1, size, size)`` image of one horizontal (row ``pos``) or vertical (column ``pos``) bar."""
+    img = torch.zeros(1, 1, size, size)
+    if horizontal:
+        img[0, 0, pos, 2:size - 2] = 1.0
+    else:
+        img[0, 0, 2:size - 2, pos] = 1.0
+    return img
+
+
 @pytest.fixture(scope="session")
 def mnist_root(tmp_path_factory) -> Path:
     return make_mnist(tmp_path_factory.mktemp("data"))

@@ -17,6 +17,7 @@ import torch.nn.functional as F
 import models
 from models import ConfigError, get_model
 from models.cells import BlurCPlanes, PoolCPlanes, SLayer, edge_kernels, gaussian_kernel, saturate
+from tests.conftest import bar_image
 
 torch.set_num_threads(1)
 
@@ -184,34 +185,25 @@ def test_s_cell_equals_its_equation_by_hand():
     assert excit / v < 0.9 and layer(torch.tensor(x).view(1, 1, 3, 3), theta=0.9)[0, 0, 1, 1] == 0
 
 
-def _bar(horizontal: bool, pos: int, size: int = 9) -> torch.Tensor:
-    img = torch.zeros(1, 1, size, size)
-    if horizontal:
-        img[0, 0, pos, 2:size - 2] = 1.0
-    else:
-        img[0, 0, 2:size - 2, pos] = 1.0
-    return img
-
-
 def test_add_if_silent_grows_only_for_unanswered_patterns():
     layer = SLayer("US", 1, 5, theta=0.5, theta_learn=0.7, max_planes=4)
     assert layer.planes == 0
-    st = layer.learn(_bar(True, 4), q=1.0, active=0.5)
+    st = layer.learn(bar_image(True, 4), q=1.0, active=0.5)
     assert st["grown"] == 1 and layer.planes == 1  # no plane at all: silent -> a new plane
-    st = layer.learn(_bar(True, 4), q=1.0, active=0.5)
+    st = layer.learn(bar_image(True, 4), q=1.0, active=0.5)
     assert st["grown"] == 0 and st["silent"] == 0 and layer.planes == 1  # answered
-    st = layer.learn(_bar(False, 4), q=1.0, active=0.5)
+    st = layer.learn(bar_image(False, 4), q=1.0, active=0.5)
     assert st["grown"] == 1 and layer.planes == 2  # a vertical bar: the horizontal plane is silent
     w = layer.weights()
     # the new plane took its input as weights: it answers the vertical bar best
-    u = layer(_bar(False, 4))
+    u = layer(bar_image(False, 4))
     assert u[0, 1].amax() > 0 and u[0, 0].amax() == 0
     assert w.shape == (2, 1, 5, 5)
 
 
 def test_add_if_silent_respects_the_cap():
     layer = SLayer("US", 1, 5, theta=0.5, theta_learn=0.95, max_planes=2)
-    batch = torch.cat([_bar(True, 4), _bar(False, 4), _bar(True, 2) + _bar(False, 6)])
+    batch = torch.cat([bar_image(True, 4), bar_image(False, 4), bar_image(True, 2) + bar_image(False, 6)])
     layer.learn(batch, q=1.0, active=0.5)
     assert layer.planes == 2
 

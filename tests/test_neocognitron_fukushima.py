@@ -18,18 +18,9 @@ import torch.nn.functional as F
 
 from models import ConfigError, get_model
 from models.cells import SLayer
-from tests.conftest import ROOT, compose_train, digits_28
+from tests.conftest import ROOT, bar_image, compose_train, digits_28
 
 torch.set_num_threads(1)
-
-
-def _bar(horizontal: bool, pos: int, size: int = 9) -> torch.Tensor:
-    img = torch.zeros(1, 1, size, size)
-    if horizontal:
-        img[0, 0, pos, 2:size - 2] = 1.0
-    else:
-        img[0, 0, 2:size - 2, pos] = 1.0
-    return img
 
 
 # ----------------------------------------------------------------------------- 1. frozen AiS
@@ -38,15 +29,15 @@ def test_frozen_add_if_silent_never_changes_a_generated_plane(frozen):
     """The papers' AiS: a generated plane keeps the input it was made from; with competition
     (``frozen=False``) a plane that answers a pattern learns from it."""
     layer = SLayer("US", 1, 5, theta=0.5, theta_learn=0.7, max_planes=4)
-    layer.learn(_bar(True, 4), q=1.0, active=0.5, frozen=frozen)
+    layer.learn(bar_image(True, 4), q=1.0, active=0.5, frozen=frozen)
     assert layer.planes == 1
     made = layer.acc.clone()
-    shifted = _bar(True, 4) + 0.5 * _bar(True, 5)  # answered by the plane, but not its input
+    shifted = bar_image(True, 4) + 0.5 * bar_image(True, 5)  # answered by the plane, but not its input
     st = layer.learn(shifted, q=1.0, active=0.5, frozen=frozen)
     assert st["grown"] == 0 and layer.planes == 1
     assert torch.equal(layer.acc, made) is frozen
     assert st["seeds"] == (0 if frozen else 1)
-    st = layer.learn(_bar(False, 4), q=1.0, active=0.5, frozen=frozen)  # silent: still grows
+    st = layer.learn(bar_image(False, 4), q=1.0, active=0.5, frozen=frozen)  # silent: still grows
     assert st["grown"] == 1 and layer.planes == 2
     assert torch.equal(layer.acc[:1], made) is frozen
 
