@@ -33,7 +33,7 @@ if TYPE_CHECKING:
 
 # torch, Lightning and the models are imported in the functions that use them: --help and --cfg
 # (answered by Hydra before main runs) take a fraction of a second (benchmarks/bench_startup.py).
-quiet_third_party()  # the known third-party tips and deprecation warnings (models/quiet.py)
+quiet_third_party()  # the known third-party tips and deprecation warnings (training/quiet.py)
 log = logging.getLogger("train")
 
 
@@ -51,13 +51,13 @@ def train(cfg: DictConfig, progress: dict | None = None) -> dict[str, float]:
 
     progress = {} if progress is None else progress
     check_trainer_config(cfg.trainer)  # wrong types stop here, before any data is read
+    resumed = None
     if cfg.get("ckpt_path"):  # a resumed run keeps its model and data split
         from training.checkpoint import read_checkpoint
 
-        resumed = read_checkpoint(cfg.ckpt_path)
+        resumed = read_checkpoint(cfg.ckpt_path)  # read once here for both checks (Lightning reads it again)
         check_resume_config(cfg, resumed, cfg.ckpt_path)
         progress["start_step"] = int(resumed.get("global_step") or 0)
-        del resumed
     L.seed_everything(cfg.seed, workers=True)
     torch.set_float32_matmul_precision(cfg.matmul_precision)
     datamodule = instantiate(cfg.data)
@@ -70,10 +70,11 @@ def train(cfg: DictConfig, progress: dict | None = None) -> dict[str, float]:
     loggers = trainer.loggers
     for lg in loggers:  # each run's hyperparameters with its final metrics (TensorBoard's HPARAMS tab)
         if isinstance(lg, TensorBoardLogger):
-            log_hparams(lg, cfg)  # what a person compares across runs (models/tb_callbacks.py)
+            log_hparams(lg, cfg)  # what a person compares across runs (training/tb_callbacks.py)
 
-    if cfg.get("ckpt_path"):  # a clear message for a missing, corrupt or other model's checkpoint
-        check_resume_checkpoint(cfg.ckpt_path, model)
+    if resumed is not None:  # a clear message for another model's checkpoint
+        check_resume_checkpoint(cfg.ckpt_path, model, resumed)
+        del resumed
     try:
         trainer.fit(model, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
         metrics = {k: float(v) for k, v in trainer.callback_metrics.items()}
@@ -93,7 +94,7 @@ def train(cfg: DictConfig, progress: dict | None = None) -> dict[str, float]:
     for lg in loggers:
         lg.log_metrics(final, step=trainer.global_step)
         lg.finalize("success")
-    if trainer.is_global_zero:  # the run's final metrics, for sweep summaries (models/sweep.py)
+    if trainer.is_global_zero:  # the run's final metrics, for sweep summaries (training/sweep.py)
         out = Path(cfg.paths.output_dir)
         out.mkdir(parents=True, exist_ok=True)
         (out / "metrics.json").write_text(json.dumps(metrics, indent=1, sort_keys=True) + "\n")

@@ -280,11 +280,12 @@ def _build(key: str, cfg: dict, *args, **kwargs):
         raise ConfigError(f"{key} ({cfg.get('_target_')}): {type(cause).__name__}: {str(cause).splitlines()[0][:300]}") from None
 
 
-def check_resume_checkpoint(path, module: L.LightningModule) -> dict:
-    """Read a checkpoint to resume ``module``'s training from, and check that its weights load
-    into this model (Lightning loads them again right after); a clear :class:`CheckpointError`
-    for a missing, empty, corrupt or other model's checkpoint instead of a deep traceback."""
-    ckpt = read_checkpoint(path)
+def check_resume_checkpoint(path, module: L.LightningModule, ckpt: dict | None = None) -> dict:
+    """Read a checkpoint to resume ``module``'s training from (unless ``ckpt``, the checkpoint
+    already read from ``path``, is given), and check that its weights load into this model
+    (Lightning loads them again right after); a clear :class:`CheckpointError` for a missing,
+    empty, corrupt or other model's checkpoint instead of a deep traceback."""
+    ckpt = read_checkpoint(path) if ckpt is None else ckpt
     try:
         module.load_state_dict(ckpt["state_dict"], strict=True)
     except RuntimeError as e:
