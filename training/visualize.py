@@ -315,8 +315,13 @@ def grad_norms(model: nn.Module) -> dict[str, float]:
 # ----------------------------------------------------------------------------- small data
 def sklearn_digits_28() -> tuple[np.ndarray, np.ndarray]:
     """scikit-learn's 1,797 8x8 handwritten digits as 28x28 uint8 images (white on black, the
-    digit in a 20x20 box centred in the frame, like MNIST), and their labels."""
-    from sklearn.datasets import load_digits
+    digit in a 20x20 box centred in the frame, like MNIST), and their labels. Needs scikit-learn,
+    which the ``notebooks`` and ``dev`` extras install (not the runtime install)."""
+    try:
+        from sklearn.datasets import load_digits
+    except ImportError:
+        raise ImportError('the small digits need scikit-learn: pip install -e ".[notebooks]" '
+                          '(or pip install scikit-learn), or set DATA_DIR to a folder with MNIST') from None
 
     d = load_digits()
     x = torch.tensor(d.images, dtype=torch.float32)[:, None] / 16.0
