@@ -22,7 +22,7 @@ if TYPE_CHECKING:
 
 # torch, Lightning and the models are imported in the functions that use them: --help and --cfg
 # (answered by Hydra before main runs) take a fraction of a second (benchmarks/bench_startup.py).
-quiet_third_party()  # the known third-party tips and deprecation warnings (models/quiet.py)
+quiet_third_party()  # the known third-party tips and deprecation warnings (training/quiet.py)
 
 
 def build_datamodule(cfg: DictConfig, model: Classifier, ckpt: dict):

@@ -1,4 +1,4 @@
-"""Images as people have them (issue 15, sections 2, 3 and 6): one decoder (models/images.py) for
+"""Images as people have them (issue 15, sections 2, 3 and 6): one decoder (training/images.py) for
 predict.py and image-folder data; 16-bit PNGs, transparency, non-square images, dark digits on paper,
 unreadable files among good ones, a bad --topk; the image folders' class checks, an IDX label out of
 range, a failed download that leaves nothing behind, the image cache's progress and location.

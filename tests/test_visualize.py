@@ -1,4 +1,4 @@
-"""TensorBoard figures (models/tb_callbacks.py) and the figure helpers (models/visualize.py):
+"""TensorBoard figures (training/tb_callbacks.py) and the figure helpers (training/visualize.py):
 a tiny run's event files hold every tag; the helpers compute what they claim."""
 
 from __future__ import annotations
