@@ -13,7 +13,7 @@ import importlib
 from .errors import CheckpointError, ConfigError, DataError, ImageError, UserError
 
 _REGISTRY_NAMES = ("get_model", "list_models", "register_model")
-_ARCHITECTURES = ("convnet", "lenet", "neocognitron", "neocognitron_fukushima")
+_ARCHITECTURES = ("convnet", "lenet", "neocognitron", "neocognitron_fukushima")  # convnet also registers mlp
 _SUBMODULES = ("cells", "convnet", "errors", "lenet", "neocognitron", "neocognitron_fukushima", "ops", "registry", "sdlm")
 
 
