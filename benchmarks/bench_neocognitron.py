@@ -5,6 +5,8 @@
     python benchmarks/bench_neocognitron.py --train-limit 10000 --probe 2 3   # what UC2, UC3 keep
     python benchmarks/bench_neocognitron.py --only fukushima --val 5000 --train-limit 20000 \
         --fukushima-kwargs '{"frozen_ais": false}'     # choose settings on validation, not on test
+    python benchmarks/bench_neocognitron.py --only fukushima --val 5000 --test-limit 2000 \
+        --augment 2 --shifts 2 4 --json out.json       # + tolerance to shifts, learning from shifted digits
 
 A plain PyTorch loop (no Lightning), so the figures do not depend on the harness: MNIST is read
 once with torchvision's reader into uint8 tensors (``--root``, default ``$DATA_DIR`` or
@@ -14,7 +16,11 @@ protocol, exactly as the Lightning Classifier drives it (one pass per learning p
 ``--val N`` holds out N training images, the validation split train.py makes with
 ``data.val_size=N`` (``data.split_seed``: ``--split-seed``, default 0), learns from the rest
 (the first ``--train-limit`` of them) and scores the held-out images instead of the test split,
-which is then not read.
+which is then not read. ``--augment P`` lets the network learn from training images shifted at
+random by up to P pixels (train.py's ``data.augment=true data.crop_padding=P``: a new draw per
+pass, seeded by ``--seed``); ``--shifts D ...`` also scores the evaluation images shifted by D
+pixels (the mean over the 8 directions, as ``bench_tolerance.py`` does); ``--json FILE`` writes
+the figures.
 """
 
 from __future__ import annotations
@@ -82,13 +88,26 @@ def bench_supervised(xtr, ytr, xte, yte, epochs: int, bs: int, lr: float, seed: 
     return accuracy(net, xte, yte, standard), train_s, net
 
 
-def bench_fukushima(xtr, ytr, xte, yte, bs: int, log, split: str = "test", **kw):
+@torch.no_grad()
+def shifted_accuracy(net, x_u8, y, norm, d: int) -> float:
+    """Mean accuracy over the 8 shifts by ``d`` pixels (background 0 coming in)."""
+    from training.perturbations import directions, shift
+
+    x = x_u8.unsqueeze(1)  # (N, 1, H, W)
+    return sum(accuracy(net, shift(x, dy, dx)[:, 0], y, norm, bs=500) for dy, dx in directions(d)) / 8
+
+
+def bench_fukushima(xtr, ytr, xte, yte, bs: int, log, split: str = "test", augment: int = 0, seed: int = 0, **kw):
+    from training.data import random_crop_flip
+
     net = models.get_model("neocognitron_fukushima", **kw)
+    torch.manual_seed(seed)
     t0, spent = time.perf_counter(), 0.0
     while not net.done_learning:
         phase = net.phase_name
         for i in range(0, len(xtr), bs):
-            net.learn(unit(xtr[i:i + bs]), ytr[i:i + bs])
+            x = unit(xtr[i:i + bs])
+            net.learn(random_crop_flip(x, augment, False) if augment else x, ytr[i:i + bs])
         stats = net.learning_epoch_end()
         spent += time.perf_counter() - t0
         log(f"  fukushima phase {phase}: { {k: round(v, 4) for k, v in stats.items()} } "
@@ -149,6 +168,11 @@ def _main(argv=None):
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=None, help="torch threads (1 is faster on a busy machine)")
     p.add_argument("--fukushima-kwargs", default="{}", help="JSON overrides of the Fukushima builder's kwargs")
+    p.add_argument("--augment", type=int, default=0, metavar="P",
+                   help="Fukushima: learn from training images shifted at random by up to P px (default 0)")
+    p.add_argument("--shifts", type=int, nargs="+", default=[], metavar="D",
+                   help="also score the evaluation images shifted by D px (mean of 8 directions)")
+    p.add_argument("--json", help="write the figures (accuracies as fractions) to this file")
     p.add_argument("--probe", type=int, nargs="+", choices=[1, 2, 3], default=None,
                    help="instead: store every training image's UC<n> output and score the test set (a layer probe)")
     args = p.parse_args(argv)
@@ -170,18 +194,28 @@ def _main(argv=None):
     if args.probe:
         probe_layers(xtr, ytr, xte, yte, args.probe, 250, log, split, **json.loads(args.fukushima_kwargs))
         return
-    rows = []
+    rows, figures = [], {}
     if args.only in (None, "supervised"):
         acc, t, net = bench_supervised(xtr, ytr, xte, yte, args.epochs, args.bs, args.lr, args.seed, log)
         n_par = sum(p.numel() for p in net.parameters())
-        rows.append(("neocognitron (backprop)", acc, t, f"{n_par} params, {args.epochs} epochs"))
+        rows.append(("neocognitron (backprop)", acc, t, f"{n_par} params, {args.epochs} epochs", net, standard))
     if args.only in (None, "fukushima"):
-        acc, t, net = bench_fukushima(xtr, ytr, xte, yte, 250, log, split, **json.loads(args.fukushima_kwargs))
-        rows.append(("neocognitron_fukushima (self-organised)", acc, t, net.describe()))
+        acc, t, net = bench_fukushima(xtr, ytr, xte, yte, 250, log, split, args.augment, args.seed,
+                                      **json.loads(args.fukushima_kwargs))
+        note = net.describe() + (f"; learned from shifts of up to {args.augment} px" if args.augment else "")
+        rows.append(("neocognitron_fukushima (self-organised)", acc, t, note, net, unit))
+    for name, acc, t, note, net, norm in rows:
+        shifted = {d: shifted_accuracy(net, xte, yte, norm, d) for d in args.shifts}
+        figures[name.split()[0]] = {"split": split, "images": len(yte), "train_s": t, "notes": note,
+                                    "shift": {"0": acc, **{str(d): a for d, a in shifted.items()}}}
     log(f"load average at the end {os.getloadavg()[0]:.2f}")
-    log(f"{'model':42s} {split + ' acc':>9s} {'train s':>8s}  notes")
-    for name, acc, t, note in rows:
-        log(f"{name:42s} {100 * acc:8.2f}% {t:8.0f}  {note}")
+    cols = "".join(f" {f'{d} px':>8s}" for d in args.shifts)
+    log(f"{'model':42s} {split + ' acc':>9s}{cols} {'train s':>8s}  notes")
+    for (name, acc, t, note, _, _), fig in zip(rows, figures.values()):
+        cells = "".join(f" {100 * fig['shift'][str(d)]:7.2f}%" for d in args.shifts)
+        log(f"{name:42s} {100 * acc:8.2f}%{cells} {t:8.0f}  {note}")
+    if args.json:
+        Path(args.json).write_text(json.dumps(figures, indent=1))
 
 
 def main(argv=None):

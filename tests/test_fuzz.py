@@ -96,6 +96,7 @@ def build_as_the_formulas_say(name: str, layers: list[dict], size: int, **kwargs
 # any number of classes), from its paper's layer table: a model missing here fails the test below.
 ACCEPTED_SIZES = {
     "convnet": range(4, 1000),  # two 3x3 'same' convs, each followed by 2x2 max pooling
+    "mlp": range(1, 1000),  # no convolution: any size
     "neocognitron": range(4, 1000),  # two stages: 5x5 'same' S-planes, 2x2 C-planes
     "neocognitron_fukushima": range(1, 1000),  # every layer pads: any size
     "lenet1": range(16, 1000),  # 5x5 conv, 2x2 subsampling, 5x5 conv, 2x2: (N - 4) // 2 - 4 >= 2

@@ -300,3 +300,75 @@ def test_the_benchmark_scores_a_tta_flip_model_as_the_classifier_does():
     plain = bench_tolerance.make_predict(model, {"in_channels": 1}, state, batch=2)(x)
     flip = bench_tolerance.make_predict(model, {"in_channels": 1, "tta_flip": True, "channels_last": True}, state)(x)
     assert plain.tolist() == [0, 0, 0] and flip.tolist() == [1, 1, 1]
+
+
+# --- the models of the tolerance comparison (README, "Tolerance to shifts") -------------------
+
+
+def test_the_mlp_baseline_is_about_the_neocognitrons_size_and_has_no_convolution():
+    """The comparison's MLP is 'of similar size': within 5% of the supervised Neocognitron's parameters."""
+    import models
+
+    mlp, neo = models.get_model("mlp"), models.get_model("neocognitron")
+    n_mlp, n_neo = (sum(p.numel() for p in m.parameters()) for m in (mlp, neo))
+    assert n_mlp == 784 * 512 + 512 + 512 * 128 + 128 + 128 * 10 + 10 == 468_874
+    assert abs(n_mlp - n_neo) / n_neo < 0.05, (n_mlp, n_neo)
+    assert not any(isinstance(m, torch.nn.Conv2d) for m in mlp.modules())
+    assert [m.out_features for m in mlp.modules() if isinstance(m, torch.nn.Linear)] == [512, 128, 10]
+    assert models.get_model("mlp", hidden=[]).classifier[-1].in_features == 784  # a linear classifier
+    with pytest.raises(models.ConfigError, match="mlp: hidden must be a list"):
+        models.get_model("mlp", hidden=512)
+    with pytest.raises(models.ConfigError, match="model=mlp"):
+        models.get_model("convnet", blocks=[])
+
+
+def test_the_blurring_neocognitron_differs_from_the_default_only_in_its_c_cells(tmp_path):
+    """model=neocognitron_blur: the same S-planes and decision layer (same parameters, same map sizes),
+    with Fukushima's fixed blur + saturation, subsampling by 2, in place of max pooling."""
+    from hydra.utils import instantiate
+
+    from models.cells import BlurCPlanes, PoolCPlanes
+
+    nets = {m: instantiate(compose_train([f"model={m}", "data.root=/nonexistent"], tmp_path).model).net
+            for m in ("neocognitron", "neocognitron_blur")}
+    shapes = {m: [(n, tuple(p.shape)) for n, p in net.named_parameters()] for m, net in nets.items()}
+    assert shapes["neocognitron"] == shapes["neocognitron_blur"]
+    c_cells = {m: [c for c in net.modules() if isinstance(c, (BlurCPlanes, PoolCPlanes))] for m, net in nets.items()}
+    assert [type(c) for c in c_cells["neocognitron_blur"]] == [BlurCPlanes, BlurCPlanes]
+    assert [c.stride for c in c_cells["neocognitron_blur"]] == [2, 2]
+    assert [(c.kind, c.stride) for c in c_cells["neocognitron"]] == [("max", 2), ("max", 2)]
+    x = torch.randn(3, 1, 28, 28)
+    assert nets["neocognitron_blur"](x).shape == (3, 10)
+    assert not any("kernel" in n for n, _ in nets["neocognitron_blur"].named_parameters())
+
+
+def test_bench_neocognitron_scores_shifted_validation_images(mnist_root, tmp_path):
+    """--augment/--shifts/--json on the generated digits: the figures are fractions of the held-out
+    images, level 0 is the unshifted accuracy, and the test split is not read (--val)."""
+    out_json = tmp_path / "fig.json"
+    cmd = [sys.executable, str(ROOT / "benchmarks" / "bench_neocognitron.py"), "--root", str(mnist_root), "--only",
+           "fukushima", "--val", "60", "--train-limit", "200", "--augment", "2", "--shifts", "1", "3",
+           "--json", str(out_json), "--threads", "1", "--fukushima-kwargs", '{"learn_limit": [100, 100]}']
+    out = subprocess.run(cmd, capture_output=True, text=True, timeout=300, cwd=tmp_path)
+    assert out.returncode == 0, out.stderr[-3000:]
+    fig = json.loads(out_json.read_text())["neocognitron_fukushima"]
+    assert fig["split"] == "val" and fig["images"] == 60 and "shifts of up to 2 px" in fig["notes"]
+    assert list(fig["shift"]) == ["0", "1", "3"]
+    assert all(a * 480 == pytest.approx(round(a * 480)) for a in fig["shift"].values())  # 8 x 60 images
+    assert "val acc" in out.stdout and " 3 px" in out.stdout, out.stdout
+
+
+def test_shifted_accuracy_is_the_mean_over_the_eight_directions():
+    """A 'network' that answers 1 when the image's top-left pixel is lit, on fully lit images: the
+    5 of the 8 shifts that move the image down or right bring background into that pixel."""
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    from bench_neocognitron import shifted_accuracy
+
+    class TopLeft(torch.nn.Module):
+        def forward(self, x):
+            return torch.stack([x[:, 0, 0, 0] <= 0, x[:, 0, 0, 0] > 0], 1).float()
+
+    x = torch.full((4, 28, 28), 200, dtype=torch.uint8)
+    y = torch.ones(4, dtype=torch.long)
+    unit = lambda u: u.float().unsqueeze(1) / 255  # noqa: E731
+    assert shifted_accuracy(TopLeft(), x, y, unit, 2) == pytest.approx(3 / 8)
