@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import math
+import re
 import statistics
 import sys
 from dataclasses import dataclass
@@ -114,7 +115,7 @@ HEADER = ("| model | data | command | ours: mean ± std over seeds | paper | gap
 
 # The README's tables. Figures are test error in % (LeNet, as the paper gives them) or test
 # accuracy in %; each command appends the records its row reads.
-TABLES: dict[str, list[Row]] = {
+TABLES: dict[str, list[Row] | Callable[[], str]] = {
     "lenet": [
         Row("`lenet5` (SDLM, paper schedule), test error %", "MNIST", "lenet",
             {"model": "lenet5", "batch_size": 16, "step_scale": 4, "epochs": 20},
@@ -201,11 +202,112 @@ TABLES["tolerance"] = [
                               ("same class under two shifts ≤ 2 px (consistency)", "shift_consistency", "2"))
 ]
 
+
+# The tolerance comparison (issue 17 §2): six models trained the same way (MNIST 55k/5k, seeds 1-3;
+# the backprop models 4 epochs of their own optimiser, Fukushima's its 3 learning phases), without
+# and with random shifts of up to 2 px. Test accuracy on all 10,000 from train.py's records, the
+# perturbations on the first 1,000 (bench_tolerance.py --record tolerance_compare); labels
+# "<model>/<none|shift2>/s<seed>".
+COMPARISON_MODELS = (
+    ("mlp", "`mlp` (no convolution)"),
+    ("lenet5_modern", "`lenet5_modern` (max pooling)"),
+    ("convnet", "`convnet` (max pooling)"),
+    ("neocognitron", "`neocognitron` (max C-planes)"),
+    ("neocognitron_blur", "`neocognitron_blur` (Fukushima's blurring C-planes)"),
+    ("neocognitron_fukushima", "`neocognitron_fukushima` (self-organised)"),
+)
+COMPARISON_COLUMNS = (("centred", "none", "0"), ("1 px", "shift", "1"), ("2 px", "shift", "2"), ("3 px", "shift", "3"),
+                      ("4 px", "shift", "4"), ("same class, 2 shifts ≤ 2 px", "shift_consistency", "2"),
+                      ("rotated ±15°", "rotation", "15"), ("elastic α 34", "elastic", "34"))
+
+
+def _train_records(model: str, shifts: bool) -> list[dict]:
+    """train.py's records of the comparison's runs of ``model`` (Fukushima's without shifts: the
+    default runs of the models table)."""
+    if model == "neocognitron_fukushima" and not shifts:
+        return [r for r in read_records("fukushima") if r.get("source") == "train.py" and r.get("epochs") == 3]
+    want = f"data.augment={'true' if shifts else 'false'}"
+    return [r for r in read_records("tolerance_models") if r.get("model") == model and want in r.get("overrides", [])]
+
+
+def _cell(values: list[float], d: int = 1) -> str:
+    s = summary([100 * v for v in values])
+    if s["n"] == 0:
+        return ""
+    return f"{s['mean']:.{d}f}" if s["n"] == 1 else f"{s['mean']:.{d}f} ± {s['std']:.{d}f}"
+
+
+def comparison_table() -> str:
+    head = ["model", "trained on", "test acc % (10,000)", *(c for c, _, _ in COMPARISON_COLUMNS), "n", "records"]
+    lines = ["| " + " | ".join(head) + " |", "|" + " --- |" * len(head)]
+    tol = read_records("tolerance_compare")
+    for model, name in COMPARISON_MODELS:
+        for shifts in (False, True):
+            tag = f"{model}/{'shift2' if shifts else 'none'}/"
+            runs = _train_records(model, shifts)
+            results = [(r, res) for r in tol for label, res in r["results"].items() if label.startswith(tag)]
+            cells = [_cell([res[p][lv] for _, res in results]) for _, p, lv in COMPARISON_COLUMNS]
+            store = "fukushima" if model == "neocognitron_fukushima" and not shifts else "tolerance_models"
+            src = [f"`{store}.jsonl` {_lines(runs)}" if runs else "",
+                   f"`tolerance_compare.jsonl` {_lines([r for r, _ in results])}" if results else ""]
+            lines.append("| " + " | ".join([name, "random shifts ≤ 2 px" if shifts else "centred digits",
+                                            _cell([r["metrics"]["test/acc"] for r in runs], 2), *cells,
+                                            f"{len(runs)} / {len(results)}", "; ".join(s for s in src if s)]) + " |")
+    return "\n".join(lines)
+
+
+TABLES["comparison"] = comparison_table  # a table of its own shape (one row per model and training)
+
+
+# Fukushima's settings against tolerance, on validation (issue 17 §3; issue 16 §2): every record of
+# bench_neocognitron.py --only fukushima --val N --shifts 2 4, its figures read from the table it printed.
+FUKUSHIMA_ROW = re.compile(r"^neocognitron_fukushima \(self-organised\)\s+([\d.]+)%\s+([\d.]+)%\s+([\d.]+)%\s+(\d+)\s",
+                           re.MULTILINE)
+
+
+def _arg(argv: list[str], flag: str, default: str) -> str:
+    return argv[argv.index(flag) + 1] if flag in argv else default
+
+
+def fukushima_settings() -> list[dict]:
+    """One entry per validation run with shifts: settings, centred / 2 px / 4 px accuracy, Pareto flag."""
+    runs = []
+    for r in read_records("neocognitron"):
+        argv = r.get("argv", [])
+        m = FUKUSHIMA_ROW.search(r.get("output", ""))
+        if "--val" not in argv or _arg(argv, "--shifts", "") != "2" or "4" not in argv or m is None:
+            continue
+        kw = _arg(argv, "--fukushima-kwargs", "{}")
+        runs.append({"settings": ("defaults" if kw == "{}" else kw.strip("{}").replace('"', "")),
+                     "augment": int(_arg(argv, "--augment", "0")), "val": int(_arg(argv, "--val", "0")),
+                     "images": int(_arg(argv, "--test-limit", _arg(argv, "--val", "0"))),
+                     "acc": [float(m.group(i)) for i in (1, 2, 3)], "train_s": int(m.group(4)), "line": r["_line"]})
+    for a in runs:  # on the front: no other run at least as good on both axes and better on one
+        a["pareto"] = not any(b["acc"][0] >= a["acc"][0] and b["acc"][1] >= a["acc"][1] and b["acc"][:2] != a["acc"][:2]
+                              for b in runs)
+    return runs
+
+
+def fukushima_table() -> str:
+    lines = ["| settings (changes from the defaults) | learns from shifts ≤ | centred % | 2 px % | 4 px % | cost at 2 px / "
+             "4 px (points) | on the Pareto front | record |", "|" + " --- |" * 8]
+    for a in sorted(fukushima_settings(), key=lambda a: (-a["acc"][0], -a["acc"][1])):
+        c, s2, s4 = a["acc"]
+        lines.append(f"| {a['settings']} | {a['augment']} px | {c:.2f} | {s2:.2f} | {s4:.2f} | {c - s2:.2f} / {c - s4:.2f} "
+                     f"| {'**yes**' if a['pareto'] else ''} | `neocognitron.jsonl` {a['line']} |")
+    return "\n".join(lines)
+
+
+TABLES["fukushima_tolerance"] = fukushima_table
+
 # Which file holds each table (the README unless named here).
-TABLE_FILES = {"choices": ROOT / "docs" / "results.md", "tolerance": ROOT / "docs" / "results.md"}
+TABLE_FILES = {"choices": ROOT / "docs" / "results.md", "tolerance": ROOT / "docs" / "results.md",
+               "fukushima_tolerance": ROOT / "docs" / "results.md"}
 
 
 def render(table: str) -> str:
+    if callable(TABLES[table]):
+        return TABLES[table]()
     return "\n".join([HEADERS.get(table, HEADER), *(render_row(r) for r in TABLES[table])])
 
 
