@@ -238,7 +238,7 @@ def _cell(values: list[float], d: int = 1) -> str:
 
 
 def comparison_table() -> str:
-    head = ["model", "trained on", "test acc % (10,000)", *(c for c, _, _ in COMPARISON_COLUMNS), "n", "records"]
+    head = ["model", "trained on", "test acc % (10,000)", *(c for c, _, _ in COMPARISON_COLUMNS), "n (trained / scored)", "records"]
     lines = ["| " + " | ".join(head) + " |", "|" + " --- |" * len(head)]
     tol = read_records("tolerance_compare")
     for model, name in COMPARISON_MODELS:
@@ -249,7 +249,8 @@ def comparison_table() -> str:
             cells = [_cell([res[p][lv] for _, res in results]) for _, p, lv in COMPARISON_COLUMNS]
             store = "fukushima" if model == "neocognitron_fukushima" and not shifts else "tolerance_models"
             src = [f"`{store}.jsonl` {_lines(runs)}" if runs else "",
-                   f"`tolerance_compare.jsonl` {_lines([r for r, _ in results])}" if results else ""]
+                   f"`tolerance_compare.jsonl` {_lines(list({r['_line']: r for r, _ in results}.values()))}"
+                   if results else ""]
             lines.append("| " + " | ".join([name, "random shifts ≤ 2 px" if shifts else "centred digits",
                                             _cell([r["metrics"]["test/acc"] for r in runs], 2), *cells,
                                             f"{len(runs)} / {len(results)}", "; ".join(s for s in src if s)]) + " |")

@@ -77,3 +77,45 @@ def test_the_readme_tables_are_those_the_records_give():
     out = subprocess.run([sys.executable, "benchmarks/report.py", "--check"], cwd=ROOT, capture_output=True,
                          text=True, env=env, timeout=120)
     assert out.returncode == 0, out.stdout + out.stderr
+
+
+def _bench_output(centred: float, s2: float, s4: float) -> str:
+    """The table bench_neocognitron.py prints with --shifts 2 4 (its last lines)."""
+    return ("model                                        val acc     2 px     4 px  train s  notes\n"
+            f"neocognitron_fukushima (self-organised)       {centred:.2f}%   {s2:.2f}%   {s4:.2f}%       63  planes ...\n")
+
+
+def test_fukushima_settings_are_read_from_validation_runs_and_the_pareto_front_is_right():
+    """Only --val runs with shifts count; a run is on the front unless another is at least as good on
+    centred and 2-px accuracy and better on one."""
+    runs = [("{}", "0", 98.8, 92.0, 47.7), ('{"c_kernels": [5, 5, 5]}', "0", 98.85, 95.1, 58.3),
+            ("{}", "2", 98.5, 97.9, 86.0), ("{}", "4", 98.05, 97.75, 97.0), ("{}", "3", 97.9, 97.91, 95.1)]
+    for kw, aug, c, s2, s4 in runs:
+        append_record("neocognitron", {"argv": ["--only", "fukushima", "--val", "5000", "--test-limit", "2000",
+                                                "--shifts", "2", "4", "--augment", aug, "--fukushima-kwargs", kw],
+                                       "output": "training ...\n" + _bench_output(c, s2, s4)})
+    append_record("neocognitron", {"argv": ["--only", "fukushima", "--shifts", "2", "4"],  # scored on test: left out
+                                   "output": _bench_output(99.9, 99.9, 99.9)})
+    found = {(a["settings"], a["augment"]): a for a in report.fukushima_settings()}
+    assert len(found) == 5 and found["defaults", 4]["acc"] == [98.05, 97.75, 97.0] and found["defaults", 4]["images"] == 2000
+    front = {k for k, a in found.items() if a["pareto"]}
+    assert front == {("c_kernels: [5, 5, 5]", 0), ("defaults", 2), ("defaults", 3)}
+    table = report.fukushima_table()
+    assert table.count("**yes**") == 3 and "| c_kernels: [5, 5, 5] | 0 px | 98.85 | 95.10 | 58.30 | 3.75 / 40.55 |" in table
+
+
+def test_the_comparison_table_pairs_training_records_with_tolerance_records():
+    for seed, acc in ((1, 0.99), (2, 0.98)):
+        append_record("tolerance_models", {"model": "mlp", "overrides": ["model=mlp", "data.augment=true", f"seed={seed}"],
+                                           "metrics": {"test/acc": acc}})
+    append_record("tolerance_models", {"model": "mlp", "overrides": ["data.augment=false"], "metrics": {"test/acc": 0.5}})
+    levels = {p: {lv: 0.9 for lv in ("0", "1", "2", "3", "4", "15", "34")}
+              for p in ("none", "shift", "shift_consistency", "rotation", "elastic")}
+    res = {"mlp/shift2/s1": levels, "mlp/shift2/s2": {**levels, "shift": {**levels["shift"], "2": 0.7}},
+           "mlp/none/s1": levels}
+    append_record("tolerance_compare", {"results": res})
+    row = next(ln for ln in report.comparison_table().splitlines() if "`mlp`" in ln and "random shifts" in ln)
+    cells = [c.strip() for c in row.split("|")[1:-1]]
+    assert cells[2] == "98.50 ± 0.71"  # test accuracy over the two shifted runs only
+    assert cells[3] == "90.0 ± 0.0" and cells[5] == "80.0 ± 14.1" and cells[-2] == "2 / 2"
+    assert cells[-1] == "`tolerance_models.jsonl` 1-2; `tolerance_compare.jsonl` 1"
