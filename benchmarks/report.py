@@ -227,7 +227,14 @@ def _train_records(model: str, shifts: bool) -> list[dict]:
     if model == "neocognitron_fukushima" and not shifts:
         return [r for r in read_records("fukushima") if r.get("source") == "train.py" and r.get("epochs") == 3]
     want = f"data.augment={'true' if shifts else 'false'}"
-    return [r for r in read_records("tolerance_models") if r.get("model") == model and want in r.get("overrides", [])]
+    return [r for r in read_records("tolerance_models") if _config(r) == model and want in r.get("overrides", [])]
+
+
+def _config(record: dict) -> str:
+    """The model config a train.py run chose (``model=neocognitron_blur`` builds the registered
+    ``neocognitron`` with other C-planes), else its registered model."""
+    chosen = [o.split("=", 1)[1] for o in record.get("overrides", []) if o.startswith("model=")]
+    return chosen[-1] if chosen else record.get("model")
 
 
 def _cell(values: list[float], d: int = 1) -> str:

@@ -109,6 +109,8 @@ def test_the_comparison_table_pairs_training_records_with_tolerance_records():
         append_record("tolerance_models", {"model": "mlp", "overrides": ["model=mlp", "data.augment=true", f"seed={seed}"],
                                            "metrics": {"test/acc": acc}})
     append_record("tolerance_models", {"model": "mlp", "overrides": ["data.augment=false"], "metrics": {"test/acc": 0.5}})
+    append_record("tolerance_models", {"model": "mlp", "overrides": ["model=mlp_wide", "data.augment=true"],  # another config
+                                       "metrics": {"test/acc": 0.5}})
     levels = {p: {lv: 0.9 for lv in ("0", "1", "2", "3", "4", "15", "34")}
               for p in ("none", "shift", "shift_consistency", "rotation", "elastic")}
     res = {"mlp/shift2/s1": levels, "mlp/shift2/s2": {**levels, "shift": {**levels["shift"], "2": 0.7}},
