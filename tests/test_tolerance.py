@@ -372,3 +372,20 @@ def test_shifted_accuracy_is_the_mean_over_the_eight_directions():
     y = torch.ones(4, dtype=torch.long)
     unit = lambda u: u.float().unsqueeze(1) / 255  # noqa: E731
     assert shifted_accuracy(TopLeft(), x, y, unit, 2) == pytest.approx(3 / 8)
+
+
+def test_the_tolerant_fukushima_preset_learns_from_shifts_and_tests_its_whole_network(mnist_root, tmp_path):
+    """experiment=neocognitron_fukushima_tolerant: the settings chosen on validation (shifts of up to
+    3 px, two top passes, 2 + 2 epochs), and the checkpoint tested is the network after both passes,
+    never the one with the best centred val/acc (which, for one seed, was after the first pass)."""
+    import train as train_script
+
+    cfg = compose_train(["experiment=neocognitron_fukushima_tolerant", f"data.root={mnist_root}", "data.download=false",
+                         "data.train_subset=300", "data.val_size=100", "logger=none",
+                         "model.model_kwargs.learn_limit=[100,100]", "callbacks.progress_bar.refresh_rate=0"], tmp_path)
+    assert cfg.data.augment is True and cfg.data.crop_padding == 3
+    assert cfg.model.model_kwargs.top_epochs == 2 and cfg.trainer.max_epochs == 2 + cfg.model.model_kwargs.top_epochs
+    metrics = train_script.train(cfg)
+    assert str(metrics["test/ckpt_path"]).endswith("last_epoch.ckpt"), metrics["test/ckpt_path"]
+    state = torch.load(metrics["test/ckpt_path"], map_location="cpu", weights_only=True)
+    assert state["epoch"] == cfg.trainer.max_epochs - 1  # the last epoch: both top passes learned
