@@ -321,7 +321,7 @@ def lenet1(in_channels: int = 1, num_classes: int = 10, input_size: int = 28, *,
     +-1 targets as published, or ``ce``."""
     _check_common("lenet1", in_channels, num_classes)
     _check_choice("lenet1", "activation", activation, ACTIVATIONS)
-    if not isinstance(input_size, int) or input_size < 1:
+    if isinstance(input_size, bool) or not isinstance(input_size, int) or input_size < 1:
         raise ConfigError(f"lenet1: input_size must be a positive integer, got {input_size!r}")
     n = check_conv("lenet1 H1", input_size, 5)
     n = check_pool("lenet1 H2", n, 2)

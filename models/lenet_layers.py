@@ -303,7 +303,7 @@ class Stage(nn.Module):
 def pad_to(name: str, input_size: int, side: int, resize_hint: int) -> tuple[int, int]:
     """Padding (before, after) that centres an ``input_size`` image in a ``side`` x ``side`` input
     field (28x28 MNIST in LeNet-5's 32x32 field [1998, II.B]); larger inputs are refused."""
-    if not isinstance(input_size, int) or input_size < 1:
+    if isinstance(input_size, bool) or not isinstance(input_size, int) or input_size < 1:
         raise ConfigError(f"{name}: input_size must be a positive integer, got {input_size!r}")
     if input_size > side:
         raise ConfigError(

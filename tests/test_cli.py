@@ -144,7 +144,7 @@ def test_extending_a_finished_one_cycle_run_is_refused_with_what_to_do(finished_
 
 @pytest.mark.parametrize("args, message", [
     (["model=lenet9"], "error: no model 'lenet9'; choose one of: convnet, lenet1, lenet1989, lenet4, lenet5, "
-                       "lenet5_modern, neocognitron"),
+                       "lenet5_modern, mlp, neocognitron"),
     (["data=mnistt"], "error: no data 'mnistt'; choose one of: cifar10, fashion_mnist, image_folder, kmnist, mnist"),
     (["experiment=speedrun"], "error: no experiment 'speedrun'; choose one of: cifar10_fast, "),
     (["model.optimzer.lr=0.1"], "error: model.optimzer.lr is not a config key (did you mean model.optimizer.lr? "
