@@ -35,10 +35,17 @@ def env(log_dir: Path) -> dict:
             "LOG_DIR": str(log_dir), "HYDRA_FULL_ERROR": "0", "NEOLENET_DEBUG": "0"}
 
 
+def default_sigint() -> None:
+    """In the child, before Python starts: Ctrl-C's default action. A shell without job control
+    starts background commands (`nohup ... &`, some CI runners) with SIGINT ignored, which children
+    inherit, and Python then installs no KeyboardInterrupt handler: the Ctrl-C tests would test nothing."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def run(script: str, args: list[str], log_dir: Path, cwd: Path = ROOT, timeout: int = 300,
         **extra_env) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, str(ROOT / script), *args], cwd=cwd, capture_output=True, text=True,
-                          timeout=timeout, env={**env(log_dir), **extra_env})
+                          timeout=timeout, env={**env(log_dir), **extra_env}, preexec_fn=default_sigint)
 
 
 def error_line(r: subprocess.CompletedProcess) -> str:
@@ -208,7 +215,8 @@ def test_ctrl_c_saves_last_ckpt_at_that_step_and_the_printed_command_resumes_it_
     common = [*TINY, f"data.root={mnist_root}", "trainer.max_epochs=2", "callbacks.step_checkpoint.every_n_train_steps=2"]
     slow = ["+callbacks.slow._target_=tests.faults.SlowDown", "+callbacks.slow.seconds=0.3"]
     proc = subprocess.Popen([sys.executable, "train.py", *common, *slow, f"hydra.run.dir={folder}"], cwd=ROOT,
-                            env=env(logs), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                            env=env(logs), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=default_sigint)
     last = folder / "checkpoints" / "last.ckpt"
     deadline = time.time() + 240
     while time.time() < deadline and proc.poll() is None:  # training is under way: a step checkpoint exists
