@@ -164,6 +164,17 @@ TABLES["choices"] = [
         {"model": "lenet5", "split": "val", "step_scale": 8.0, "batch_size": 16, "epochs": 20}, "val_err",
         "python benchmarks/bench_lenet.py --models lenet5 --seeds 0 1 --step-scale 8 --val 5000"),
 ]
+CIFAR_CMD = ("python train.py experiment=cifar10_fast data.val_size=5000 trainer.limit_val_batches=null "
+             "trainer.check_val_every_n_epoch=12 test=false model.label_smoothing={ls} model.tta_flip={tta} seed=1 "
+             "record=cifar10_choices")
+TABLES["choices"] += [
+    Row(f"`cifar10_fast`, label smoothing {ls}, flip TTA {'on' if tta == 'true' else 'off'}{note}, validation accuracy %",
+        "CIFAR-10, 5,000 held out", "cifar10_choices", {"source": "train.py"}, "metrics.val/acc",
+        CIFAR_CMD.format(ls=ls, tta=tta), scale=100,
+        keep=lambda r, ls=ls, tta=tta: f"model.label_smoothing={ls}" in r["overrides"]
+        and f"model.tta_flip={tta}" in r["overrides"])
+    for ls, tta, note in (("0.0", "true", " (the preset)"), ("0.2", "true", ""), ("0.0", "false", ""))
+]
 # Speed (issue 7's goals in the goal column); the speedrun's baseline is a recipe comparison.
 TABLES["speed"] = [
     Row("MNIST speedrun (`experiment=mnist_speedrun`): test accuracy %", "MNIST", "speedrun", {"side": "ours"},
