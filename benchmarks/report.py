@@ -186,6 +186,10 @@ TABLES["speed"] = [
     Row("the PyTorch examples' MNIST recipe: training s to 99% (a recipe comparison: another model, optimizer, "
         "schedule, batch size and data pipeline)", "MNIST", "speedrun", {"side": "baseline"}, "train_to_target",
         "python benchmarks/bench_speedrun.py", digits=1, stat="median"),
+    *(Row(f"harness overhead, `{m}`: train.py's Trainer / a hand-written loop, img/s (median of the repeats' "
+          "ratios per record)", "MNIST", "harness", {"what": "train.py's Trainer / hand loop", "model": m},
+          "ratio_median", "python benchmarks/bench_harness.py --skip-datapath --repeats 5", digits=3, note="≥ 0.95")
+      for m in ("convnet", "lenet5", "neocognitron")),
     Row("`python train.py --help` s (median of 5 per record)", "", "startup", {},
         lambda r: r["medians_s"]["train.py --help"], "python benchmarks/bench_startup.py", note="≤ 1"),
     Row("`python eval.py --help` s", "", "startup", {}, lambda r: r["medians_s"]["eval.py --help"],
