@@ -91,10 +91,9 @@ def bench_supervised(xtr, ytr, xte, yte, epochs: int, bs: int, lr: float, seed: 
 @torch.no_grad()
 def shifted_accuracy(net, x_u8, y, norm, d: int) -> float:
     """Mean accuracy over the 8 shifts by ``d`` pixels (background 0 coming in)."""
-    from training.perturbations import directions, shift
+    from training.perturbations import mean_over_shifts
 
-    x = x_u8.unsqueeze(1)  # (N, 1, H, W)
-    return sum(accuracy(net, shift(x, dy, dx)[:, 0], y, norm, bs=500) for dy, dx in directions(d)) / 8
+    return mean_over_shifts(lambda x: accuracy(net, x[:, 0], y, norm, bs=500), x_u8.unsqueeze(1), d)
 
 
 def bench_fukushima(xtr, ytr, xte, yte, bs: int, log, split: str = "test", augment: int = 0, seed: int = 0, **kw):

@@ -147,8 +147,7 @@ def measure(predict, x: torch.Tensor, y: torch.Tensor, fill: list[int], seed: in
         res[name] = {}
         for lv in levels:
             if name == "shift":  # the mean over the 8 directions (level 0: the one null shift)
-                offsets = P.directions(lv) if lv else [(0, 0)]
-                v = sum(acc(P.shift(x, dy, dx, fill)) for dy, dx in offsets) / len(offsets)
+                v = P.mean_over_shifts(acc, x, lv, fill)
             elif name == "rotation":
                 v = (acc(P.rotate(x, lv, fill)) + acc(P.rotate(x, -lv, fill))) / 2
             elif name == "scale":

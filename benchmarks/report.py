@@ -80,7 +80,7 @@ def summary(values: list[float]) -> dict[str, float]:
 
 def _lines(records: list[dict]) -> str:
     """Line numbers as ranges: 1-4, 7."""
-    nums, spans = sorted(r["_line"] for r in records), []
+    nums, spans = sorted({r["_line"] for r in records}), []  # a record holding several seeds counts once
     for x in nums:
         if spans and x == spans[-1][1] + 1:
             spans[-1][1] = x
@@ -285,8 +285,7 @@ def comparison_table() -> str:
         results = [(r, res) for r in tol for label, res in r["results"].items() if label.startswith(f"{model}/{training}/")]
         cells = [_cell([res[p][lv] for _, res in results]) for _, p, lv in COMPARISON_COLUMNS]
         src = [f"`{store}.jsonl` {_lines(runs)}" if runs else "",
-               f"`tolerance_compare.jsonl` {_lines(list({r['_line']: r for r, _ in results}.values()))}"
-               if results else ""]
+               f"`tolerance_compare.jsonl` {_lines([r for r, _ in results])}" if results else ""]
         lines.append("| " + " | ".join([name, trained_on, _cell([r["metrics"]["test/acc"] for r in runs], 2), *cells,
                                         f"{len(runs)} / {len(results)}", "; ".join(s for s in src if s)]) + " |")
     return "\n".join(lines)

@@ -51,6 +51,20 @@ def test_shift_of_an_image_with_a_blank_border_moves_its_pixels(d, sy, sx):
     assert torch.equal(y, want)
 
 
+def test_mean_over_shifts_averages_the_8_directions_and_is_the_score_itself_at_0():
+    x = digits(4, border=8)
+    seen = []
+
+    def score(xs):
+        seen.append(xs)
+        return float(xs.float().mean())
+
+    assert P.mean_over_shifts(score, x, 0) == score(x) and torch.equal(seen[0], x)
+    seen.clear()
+    want = sum(float(P.shift(x, dy, dx, 7).float().mean()) for dy, dx in P.directions(3)) / 8
+    assert P.mean_over_shifts(score, x, 3, fill=7) == pytest.approx(want) and len(seen) == 8
+
+
 def test_shift_fills_with_the_background_and_never_wraps():
     x = torch.full((2, 3, 8, 8), 200, dtype=torch.uint8)
     y = P.shift(x, 2, -3, fill=(1, 2, 3))

@@ -6,7 +6,7 @@ whatever its position and despite deformation. These transforms measure that cla
 (``benchmarks/bench_tolerance.py``; the notebooks use the same code):
 
 - :func:`shift` moves the pixels by whole pixels (the background fills in, nothing wraps around);
-  :func:`directions` gives the 8 offsets at a distance;
+  :func:`directions` gives the 8 offsets at a distance, :func:`mean_over_shifts` a score's mean over them;
 - :func:`rotate` and :func:`scale` (about the image centre) and :func:`elastic` (Simard, Steinkraus
   & Platt 2003) resample the image bilinearly (:func:`remap`);
 - :func:`gaussian_noise` and :func:`occlude` (a random square set to the background);
@@ -71,6 +71,13 @@ def directions(d: int) -> list[tuple[int, int]]:
     """The 8 offsets ``(dy, dx)`` at distance ``d``: each of dy and dx in {-d, 0, d}, not both 0
     (the 4 axis directions at ``d`` pixels and the 4 diagonals at ``d`` pixels along each axis)."""
     return [(sy * d, sx * d) for sy in (-1, 0, 1) for sx in (-1, 0, 1) if (sy, sx) != (0, 0)]
+
+
+def mean_over_shifts(score: Callable[[torch.Tensor], float], x: torch.Tensor, d: int, fill: Fill = 0) -> float:
+    """The mean of ``score`` (e.g. an accuracy) over ``x`` shifted by ``d`` pixels in each of the 8
+    :func:`directions`; at ``d = 0``, ``score(x)``."""
+    offsets = directions(d) if d else [(0, 0)]
+    return sum(score(shift(x, dy, dx, fill)) for dy, dx in offsets) / len(offsets)
 
 
 def shift_each(x: torch.Tensor, dy: torch.Tensor, dx: torch.Tensor, fill: Fill = 0) -> torch.Tensor:
