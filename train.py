@@ -122,8 +122,20 @@ def record_run(cfg: DictConfig, metrics: dict) -> None:
         "data": str(cfg.data.get("_target_", "")).rsplit(".", 1)[-1], "seed": cfg.seed,
         "epochs": cfg.trainer.get("max_epochs"), "val_size": cfg.data.get("val_size"),
         "run_dir": str(Path(cfg.paths.output_dir).resolve()), "metrics": metrics,
+        "peak_rss_mb": peak_rss_mb(),
     })
     print(f"recorded in {path}", file=sys.stderr)
+
+
+def peak_rss_mb() -> float | None:
+    """The most resident memory this process (and the children it waited for) has held, in MiB:
+    what ``/usr/bin/time -v`` calls the maximum resident set size. None where the OS cannot say."""
+    try:
+        import resource
+    except ImportError:  # Windows
+        return None
+    kib = max(resource.getrusage(who).ru_maxrss for who in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN))
+    return kib / (1024 * 1024) if sys.platform == "darwin" else kib / 1024  # macOS counts bytes, Linux KiB
 
 
 def build_trainer(cfg: DictConfig, extra_callbacks: tuple[L.Callback, ...] = ()) -> tuple[L.Trainer, Timer]:

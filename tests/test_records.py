@@ -8,6 +8,7 @@ import math
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -45,6 +46,22 @@ def test_train_py_records_a_run_when_asked(mnist_root, tmp_path):
     (rec,) = read_records("tiny")
     assert rec["source"] == "train.py" and rec["seed"] == 3 and rec["model"] == "convnet"
     assert rec["metrics"]["test/acc"] == metrics["test/acc"] and "time/train_s" in rec["metrics"]
+    assert 100 < rec["peak_rss_mb"] < 64 * 1024  # torch alone holds more than 100 MiB; in MiB, not KiB or bytes
+
+
+def test_peak_memory_is_the_high_water_mark_in_mib():
+    """Writing 400 MiB more than the recorded peak raises it by that much, and it then agrees with
+    the kernel's own high-water mark (VmHWM): a unit error of 1024, or the current size read instead
+    of the peak, would fail. (A child starts with its parent's peak: Linux carries it across exec.)"""
+    pytest.importorskip("resource")
+    if not Path("/proc/self/status").exists():
+        pytest.skip("needs Linux's /proc")
+    code = ("import re, train; b = train.peak_rss_mb(); x = b'1' * ((int(b) + 400) << 20); a = train.peak_rss_mb(); "
+            "hwm = re.search(r'VmHWM:\\s+(\\d+) kB', open('/proc/self/status').read()).group(1); "
+            "print(b, a, int(hwm) / 1024)")
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True)
+    before, after, hwm = map(float, out.stdout.split())
+    assert after - before > 380 and abs(after - hwm) < 8
 
 
 def test_summary_statistics_and_the_gap_in_standard_errors():
