@@ -76,6 +76,17 @@ def test_summary_statistics_and_the_gap_in_standard_errors():
     assert "`demo.jsonl` 1-3" in line
 
 
+def test_a_row_names_only_the_records_that_give_its_figure():
+    """A record that matches the row but holds none of its figures (another model's checkpoints in
+    the same benchmark run) is not cited."""
+    append_record("demo", {"kind": "t", "results": {"a_s1": 0.5}})
+    append_record("demo", {"kind": "t", "results": {"b_s1": 0.7, "b_s2": 0.9}})
+    row = report.Row("b", "MNIST", "demo", {"kind": "t"},
+                     lambda r: [v for k, v in r["results"].items() if k.startswith("b_")], "cmd")
+    line = report.render_row(row)
+    assert "(n = 2," in line and line.endswith("`demo.jsonl` 2 |")
+
+
 def test_report_check_fails_when_a_figure_is_typed_by_hand(tmp_path, monkeypatch):
     monkeypatch.setattr(report, "TABLES", {"demo": [report.Row("m", "MNIST", "demo", {"model": "m"}, "err", "cmd")]})
     for e in (1.0, 3.0):
