@@ -70,11 +70,22 @@ def prepare(x_u8: torch.Tensor, normalize: str, resize: int | None) -> torch.Ten
 
 
 @torch.no_grad()
-def error_rate(model, x, y, bs=2000) -> float:
+def predict(model, x, bs=2000) -> torch.Tensor:
     model.eval()
-    wrong = sum((model(x[i:i + bs]).argmax(1) != y[i:i + bs]).sum().item() for i in range(0, len(x), bs))
+    pred = torch.cat([model(x[i:i + bs]).argmax(1) for i in range(0, len(x), bs)])
     model.train()
-    return 100.0 * wrong / len(x)
+    return pred
+
+
+def error_rate(model, x, y) -> float:
+    return 100.0 * (predict(model, x) != y).sum().item() / len(x)
+
+
+def never_predicted(model, x, num_classes: int = 10) -> list[int]:
+    """The classes no image of ``x`` is given: a dead output unit (a squashed unit stuck at its
+    floor, whose gradient vanishes) shows as one, and costs about a tenth of the accuracy."""
+    seen = set(predict(model, x).unique().tolist())
+    return [c for c in range(num_classes) if c not in seen]
 
 
 def run(name: str, seed: int, epochs: int, data, log=print, batch_size: int | None = None,
@@ -121,7 +132,7 @@ def run(name: str, seed: int, epochs: int, data, log=print, batch_size: int | No
                 optimizer=recipe["optimizer"], step_scale=step_scale,
                 params=sum(p.numel() for p in model.parameters()),
                 train_err=error_rate(model, xtr, ytr), test_err=error_rate(model, xte, yte), train_s=train_s,
-                threads=torch.get_num_threads())
+                threads=torch.get_num_threads(), never_predicted=never_predicted(model, xtr))
 
 
 def summarize(path: str) -> str:
@@ -189,6 +200,9 @@ def main() -> None:
                 r = {**{k: v for k, v in r.items() if k != "test_err"}, "val_err": r["test_err"], "split": "val",
                      "val_size": args.val}
             print(json.dumps(r), flush=True)
+            if r["never_predicted"]:
+                print(f"warning: {name} seed {seed} never predicts class(es) {r['never_predicted']} on its training "
+                      "images: a dead output unit", flush=True)
             if not args.no_record:  # with the command, commit, date and machine (training.records)
                 from training.records import append_record
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 import subprocess
 import sys
@@ -36,3 +37,28 @@ def test_bench_harness_prints_every_table_with_ratios(mnist_root):
 def test_bench_harness_breakdown_leaves_one_part_out_at_a_time(mnist_root):
     row = next(ln for ln in run_bench_harness(mnist_root, "--breakdown").splitlines() if ln.startswith("| lenet5 |"))
     assert row.count("x |") == 6 and "img/s" in row, row
+
+
+def test_bench_lenet_names_the_classes_a_dead_output_unit_never_predicts(mnist_root):
+    """A LeNet whose output unit for one class is stuck at its floor never predicts that class;
+    bench_lenet.py records it (and warns), so a failed seed is told from a bad recipe."""
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    import bench_lenet
+
+    from models.registry import get_model
+
+    torch = pytest.importorskip("torch")
+    model = get_model("lenet1")
+    x = torch.randn(64, 1, 28, 28)
+    assert bench_lenet.never_predicted(model, x) == [c for c in range(10)
+                                                     if c not in set(model(x).argmax(1).tolist())]
+    with torch.no_grad():
+        model.stages[-1].op.bias[2] = -100.0  # the unit of class 2 saturates at the squashing floor
+    assert 2 in bench_lenet.never_predicted(model, x)
+    # end to end: one pass on the generated digits, the record carries the list
+    out = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "bench_lenet.py"), "--models", "lenet1",
+                          "--epochs", "1", "--root", str(mnist_root), "--no-record"],
+                         capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    record = json.loads(next(ln for ln in out.stdout.splitlines() if ln.startswith("{")))
+    assert isinstance(record["never_predicted"], list) and 0 <= record["test_err"] <= 100
