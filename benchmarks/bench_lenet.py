@@ -41,7 +41,8 @@ PAPER_ERROR = {"lenet1": 1.7, "lenet4": 1.1, "lenet5": 0.95, "lenet1989": None, 
 
 RECIPES = {
     "lenet5": dict(kwargs={}, normalize="lecun", resize=None, optimizer="sdlm", batch_size=16, step_scale=4),
-    "lenet4": dict(kwargs={}, normalize="lecun", resize=None, optimizer="sdlm", batch_size=16, step_scale=4),
+    # x2, chosen on validation (x4's mean was lost to a dead output unit in one seed): docs/results.md
+    "lenet4": dict(kwargs={}, normalize="lecun", resize=None, optimizer="sdlm", batch_size=16, step_scale=2),
     "lenet1": dict(kwargs={}, normalize="lecun", resize=None, optimizer="sdlm", batch_size=16, step_scale=4),
     # [1989]: 16x16 inputs scaled to [-1, 1], padded with -1.
     "lenet1989": dict(kwargs={"input_size": 16}, normalize="symmetric", resize=16, optimizer="sdlm", batch_size=16, step_scale=4),

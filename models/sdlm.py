@@ -21,7 +21,7 @@ the optimiser steps on mini-batches and multiplies the (mean-reduced) batch grad
 ``step_scale``; ``step_scale = batch size`` would make one step move as far as that many
 per-sample steps taken from the same point (linear scaling). The paper-recipe experiments
 (``configs/experiment/lenet*_paper.yaml``) use batches of 16 with ``step_scale = 4``
-(= sqrt(16)); how that was chosen is in ``docs/lenet.md``.
+(= sqrt(16); LeNet-4: 2, chosen on validation); how that was chosen is in ``docs/lenet.md``.
 """
 
 from __future__ import annotations

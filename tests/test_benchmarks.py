@@ -62,3 +62,15 @@ def test_bench_lenet_names_the_classes_a_dead_output_unit_never_predicts(mnist_r
     assert out.returncode == 0, out.stderr[-2000:]
     record = json.loads(next(ln for ln in out.stdout.splitlines() if ln.startswith("{")))
     assert isinstance(record["never_predicted"], list) and 0 <= record["test_err"] <= 100
+
+
+@pytest.mark.parametrize("name", ["lenet1", "lenet4", "lenet5", "lenet1989"])
+def test_bench_lenet_and_train_py_use_the_same_sdlm_step_scale(name):
+    """The step scale chosen on validation (docs/results.md) is the one both bench_lenet.py's
+    recipe and the model's config use, so the README's figure and `train.py model=<name>` agree."""
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    import bench_lenet
+    from omegaconf import OmegaConf
+
+    config = OmegaConf.load(ROOT / "configs" / "model" / f"{name}.yaml")
+    assert config.optimizer.step_scale == bench_lenet.RECIPES[name]["step_scale"]
