@@ -66,11 +66,17 @@ def test_bench_lenet_names_the_classes_a_dead_output_unit_never_predicts(mnist_r
 
 @pytest.mark.parametrize("name", ["lenet1", "lenet4", "lenet5", "lenet1989"])
 def test_bench_lenet_and_train_py_use_the_same_sdlm_step_scale(name):
-    """The step scale chosen on validation (docs/results.md) is the one both bench_lenet.py's
-    recipe and the model's config use, so the README's figure and `train.py model=<name>` agree."""
+    """The step scale and initialisation chosen on validation (docs/results.md) are those both
+    bench_lenet.py's recipe and the model's config use, so the README's figure and `train.py model=<name>` agree."""
     sys.path.insert(0, str(ROOT / "benchmarks"))
     import bench_lenet
     from omegaconf import OmegaConf
 
     config = OmegaConf.load(ROOT / "configs" / "model" / f"{name}.yaml")
     assert config.optimizer.step_scale == bench_lenet.RECIPES[name]["step_scale"]
+    # and the same initialisation: the config's is the builder's default, which bench_lenet.py uses
+    import inspect
+
+    from models import lenet
+
+    assert config.model_kwargs.init == inspect.signature(getattr(lenet, name)).parameters["init"].default
