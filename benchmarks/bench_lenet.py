@@ -78,14 +78,18 @@ def predict(model, x, bs=2000) -> torch.Tensor:
     return pred
 
 
+def percent_wrong(pred: torch.Tensor, y: torch.Tensor) -> float:
+    return 100.0 * (pred != y).sum().item() / len(y)
+
+
 def error_rate(model, x, y) -> float:
-    return 100.0 * (predict(model, x) != y).sum().item() / len(x)
+    return percent_wrong(predict(model, x), y)
 
 
-def never_predicted(model, x, num_classes: int = 10) -> list[int]:
-    """The classes no image of ``x`` is given: a dead output unit (a squashed unit stuck at its
+def never_predicted(pred: torch.Tensor, num_classes: int = 10) -> list[int]:
+    """The classes no prediction in ``pred`` names: a dead output unit (a squashed unit stuck at its
     floor, whose gradient vanishes) shows as one, and costs about a tenth of the accuracy."""
-    seen = set(predict(model, x).unique().tolist())
+    seen = set(pred.unique().tolist())
     return [c for c in range(num_classes) if c not in seen]
 
 
@@ -129,11 +133,12 @@ def run(name: str, seed: int, epochs: int, data, log=print, batch_size: int | No
         log(f"{name} seed={seed} epoch={epoch + 1}/{epochs} train_loss={total / n:.4f} "
             f"{eval_name}_err={error_rate(model, xte, yte):.2f}% elapsed={time.perf_counter() - t0:.0f}s")
     train_s = time.perf_counter() - t0
+    pred_tr = predict(model, xtr)  # once, for the training error and the classes never predicted
     return dict(model=name, seed=seed, epochs=epochs, model_kwargs=model_kwargs or {}, batch_size=bs,
                 optimizer=recipe["optimizer"], step_scale=step_scale,
                 params=sum(p.numel() for p in model.parameters()),
-                train_err=error_rate(model, xtr, ytr), test_err=error_rate(model, xte, yte), train_s=train_s,
-                threads=torch.get_num_threads(), never_predicted=never_predicted(model, xtr))
+                train_err=percent_wrong(pred_tr, ytr), test_err=error_rate(model, xte, yte), train_s=train_s,
+                threads=torch.get_num_threads(), never_predicted=never_predicted(pred_tr))
 
 
 def summarize(path: str) -> str:

@@ -90,10 +90,11 @@ def _lines(records: list[dict]) -> str:
 
 
 def render_row(row: Row) -> str:
-    records = [r for r in select(row) if figures(row, [r])]  # those that give the row a figure
-    s = summary(figures(row, records))
+    per_record = [(r, figures(row, [r])) for r in select(row)]
+    records = [r for r, v in per_record if v]  # cited: those that give the row a figure
+    values = [x for _, v in per_record for x in v]
+    s = summary(values)
     d = row.digits
-    values = figures(row, records)
     if s["n"] == 0:
         ours = "no record yet"
     elif row.stat == "median":
@@ -129,10 +130,10 @@ TABLES: dict[str, list[Row] | Callable[[], str]] = {
             {"model": "lenet1", "batch_size": 16, "step_scale": 4, "model_kwargs": {"init": "pytorch"}},
             "test_err", "python benchmarks/bench_lenet.py --models lenet1 --seeds 0 1 2 --set init=pytorch", paper=1.7),
         Row("`lenet1989`, test error % (MNIST at 16×16; the paper: its zip codes)", "MNIST", "lenet",
-            {"model": "lenet1989", "batch_size": 16, "step_scale": 4}, "test_err",
+            {"model": "lenet1989", "batch_size": 16, "step_scale": 4, "model_kwargs": {}}, "test_err",
             "python benchmarks/bench_lenet.py --models lenet1989 --seeds 0 1 2", paper=5.0),
         Row("`lenet5_modern` (ReLU, max pool, CE, AdamW), test error %", "MNIST", "lenet",
-            {"model": "lenet5_modern"}, "test_err", "python benchmarks/bench_lenet.py --models lenet5_modern --seeds 0 1 2"),
+            {"model": "lenet5_modern", "model_kwargs": {}}, "test_err", "python benchmarks/bench_lenet.py --models lenet5_modern --seeds 0 1 2"),
         Row("`lenet5` through the harness (`experiment=lenet5_paper`: Lightning, the same SDLM and schedule), "
             "test error %", "MNIST", "lenet5_harness", {"source": "train.py", "model": "lenet5", "epochs": 20},
             lambda r: 1 - r["metrics"]["test/acc"], "python train.py experiment=lenet5_paper seed=S record=lenet5_harness",

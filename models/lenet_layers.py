@@ -76,8 +76,8 @@ BITMAP_ROWS, BITMAP_COLS = 12, 7
 # "lecun" = +-2.4/F_i as printed in [1998] App. A; "lecun_sqrt" = +-2.4/sqrt(F_i) (keeps the
 # summed input's spread near 1 whatever F_i); "pytorch" = PyTorch's default U(+-1/sqrt(F_i)).
 # The builders default to "lecun_sqrt" (LeNet-1 and LeNet-4: "pytorch", docs/lenet.md). With the
-# printed init a unit's summed input has spread 2.4/sqrt(3 F_i) for unit inputs (0.07 at C5). DEVIATION from the paper's text, kept
-# selectable; docs/lenet.md says why.
+# printed init a unit's summed input has spread 2.4/sqrt(3 F_i) for unit inputs (0.07 at C5).
+# DEVIATION from the paper's text, kept selectable; docs/lenet.md says why.
 INITS = ("lecun", "lecun_sqrt", "pytorch")
 ACTIVATIONS = ("scaled_tanh", "tanh", "relu", "identity")
 POOLINGS = ("trainable", "avg", "max")
