@@ -4,14 +4,16 @@
 # numpy (.ci/make_digits.py), one short epoch (the overrides only shrink the run for these files);
 # the run must end by printing `test/acc:`, with its TensorBoard figures drawn. About 1-2 minutes:
 # pip takes torch from this machine's disk (~60 s); a torch or CUDA wheel downloaded is reported.
+# With a virtual environment's folder as its argument (.ci/run's), it installs into that one.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 start=$SECONDS
 work=$(mktemp -d "${TMPDIR:-/tmp}/neolenet-first.XXXXXX")
 trap 'rm -rf "$work"' EXIT
 
-python -m venv "$work/venv"
-export PATH="$work/venv/bin:$PATH" VIRTUAL_ENV="$work/venv"
+venv=${1:-$work/venv}
+[ -x "$venv/bin/python" ] || python -m venv "$venv"
+export PATH="$venv/bin:$PATH" VIRTUAL_ENV="$venv"
 unset PYTHONPATH PYTHONHOME
 if ! python -m pip install --disable-pip-version-check --progress-bar off -e . > "$work/pip.log" 2>&1; then
     tail -40 "$work/pip.log"

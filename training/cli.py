@@ -242,45 +242,33 @@ def _trainer_arguments() -> set[str]:
 
 class _ComposeFailed(BaseException):
     """Carries Hydra's composition error out of Hydra's reporting (a BaseException, so that
-    ``hydra._internal.utils.run_and_report``, which catches Exception, lets it through)."""
+    Hydra's ``run_and_report``, which catches Exception, lets it through)."""
 
     def __init__(self, error: Exception):
         super().__init__(str(error))
         self.error = error
 
 
-@contextlib.contextmanager
 def _hydra_errors_to_us():
     """While Hydra runs, its composition errors (an unknown config name, a key that is not in the
     config, an override it cannot parse) come to :func:`run_main` instead of being printed by
-    Hydra in 6-10 lines with exit status 1. Hydra reports them from ``run_and_report`` (which prints
-    and calls ``sys.exit(1)``), so that function is wrapped for the duration; everything else (an
+    Hydra in 6-10 lines with exit status 1. Hydra reports them from its private ``run_and_report``
+    (which prints and calls ``sys.exit(1)``; see :mod:`training.private_api`); everything else (an
     error raised by the job itself) is still reported by Hydra as before."""
-    try:
-        import hydra._internal.utils as hydra_utils
-        from hydra.errors import ConfigCompositionException, OverrideParseException
-    except ImportError:  # pragma: no cover  (another Hydra: its own reporting)
-        yield
-        return
-    original = getattr(hydra_utils, "run_and_report", None)
-    if original is None:  # pragma: no cover
-        yield
-        return
+    from hydra.errors import ConfigCompositionException, OverrideParseException
 
-    def run_and_report(func):
+    from training.private_api import hydra_run_and_report_wrapped
+
+    def guard(func):
         def guarded():
             try:
                 return func()
             except (ConfigCompositionException, OverrideParseException) as e:
                 raise _ComposeFailed(e) from e
 
-        return original(guarded)
+        return guarded
 
-    hydra_utils.run_and_report = run_and_report
-    try:
-        yield
-    finally:
-        hydra_utils.run_and_report = original
+    return hydra_run_and_report_wrapped(guard)
 
 
 def run_main(main: Callable[[], Any], config_name: str, resume: bool = False) -> None:
@@ -309,10 +297,10 @@ def run_main(main: Callable[[], Any], config_name: str, resume: bool = False) ->
 
 
 def _parse_args(argv: list[str]):
-    from hydra._internal.utils import get_args_parser
+    from training.private_api import hydra_args_parser
 
     try:
-        return get_args_parser().parse_args(argv[1:])
+        return hydra_args_parser().parse_args(argv[1:])
     except SystemExit:  # argparse's own error: Hydra reports it again when it parses
         return None
 

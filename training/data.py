@@ -261,7 +261,9 @@ class TensorDataModule(L.LightningDataModule):
         size = self.hparams.batch_size if split == "train" else self.hparams.eval_batch_size
         rank, world = 0, 1
         if trainer is not None and trainer.world_size > 1:
-            if getattr(getattr(trainer, "_accelerator_connector", None), "use_distributed_sampler", False):
+            from training.private_api import uses_distributed_sampler
+
+            if uses_distributed_sampler(trainer):
                 raise ConfigError(
                     "this data module shards its own batches over the ranks; create the Trainer with "
                     "use_distributed_sampler=False (trainer=ddp does) so Lightning does not shard them again"

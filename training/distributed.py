@@ -73,26 +73,26 @@ class DDPStrategy(_LightningDDPStrategy):
         if any(p.requires_grad for p in self.model.parameters()):
             return super().configure_ddp()
         # nothing for DDP's gradient all-reduce to do; start every rank from rank 0's state
-        from lightning.pytorch.strategies.ddp import _sync_module_states
+        from training.private_api import sync_module_states
 
-        _sync_module_states(self.model)
+        sync_module_states(self.model)
 
 
 def hydra_child_command(local_rank: int) -> tuple[Sequence[str], str]:
     """The command line and working directory of DDP process ``local_rank`` under Hydra:
     this job's overrides (not the sweep's), in this job's run folder."""
-    from hydra._internal.utils import get_args_parser
     from hydra.core.hydra_config import HydraConfig
     from hydra.utils import get_original_cwd, to_absolute_path
 
     import __main__
+    from training.private_api import hydra_args_parser
 
     hc = HydraConfig.get()
     if __main__.__spec__ is None:
         command = [sys.executable, to_absolute_path(sys.argv[0])]
     else:
         command = [sys.executable, "-m", __main__.__spec__.name]
-    args, _ = get_args_parser().parse_known_args(sys.argv[1:])
+    args, _ = hydra_args_parser().parse_known_args(sys.argv[1:])
     for flag, value in (("--config-path", args.config_path), ("--config-name", args.config_name),
                         ("--config-dir", args.config_dir)):
         if value is not None:

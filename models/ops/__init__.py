@@ -18,15 +18,12 @@ Imports go one way: ``sizes <- conv <- auto``; ``pooling`` uses ``sizes`` and ``
 uses ``conv`` and ``auto``. Everything public is re-exported here, so ``from models import ops;
 ops.scan_conv2d(...)`` and ``from models.ops import check_conv`` work as before.
 
-The tunable constants live in the module that reads them (``conv.SCAN_CHUNK_ELEMENTS``,
-``conv.FFT_GROUP_ELEMENTS``, ``auto.AUTO_MARGIN``); reading or setting them here
-(``ops.AUTO_MARGIN = 1.0``) reads or sets that module's value.
+The tunable constants live in the module that reads them, and are read and set there only
+(``ops.conv.SCAN_CHUNK_ELEMENTS``, ``ops.conv.FFT_GROUP_ELEMENTS``, ``ops.auto.AUTO_MARGIN = 1.0``):
+a copy on the package would be a value no code reads, so asking the package for one names its home.
 """
 
 from __future__ import annotations
-
-import sys
-import types
 
 from . import auto, conv, mlp, pooling, sizes
 from .auto import (
@@ -81,37 +78,13 @@ __all__ = [
     "scan_mlp",
 ]
 
-#: Module-level settings, by the module whose code reads them.
-_SETTINGS: dict[str, types.ModuleType] = {
-    "SCAN_CHUNK_ELEMENTS": conv,
-    "FFT_GROUP_ELEMENTS": conv,
-    "AUTO_MARGIN": auto,
-}
+#: The tunable constants, by the module whose code reads them (and where they are set).
+_SETTINGS = {"SCAN_CHUNK_ELEMENTS": "conv", "FFT_GROUP_ELEMENTS": "conv", "AUTO_MARGIN": "auto"}
 
 
 def __getattr__(name: str):
     if name in _SETTINGS:
-        return getattr(_SETTINGS[name], name)
+        home = _SETTINGS[name]
+        raise AttributeError(f"{name} is a setting of models.ops.{home}: read or set it there "
+                             f"(ops.{home}.{name}), not on the package")
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(_SETTINGS))
-
-
-class _Package(types.ModuleType):
-    """Setting (or deleting) a setting on the package sets it where it is read, not a copy."""
-
-    def __setattr__(self, name: str, value) -> None:
-        if name in _SETTINGS:
-            setattr(_SETTINGS[name], name, value)
-        else:
-            super().__setattr__(name, value)
-
-    def __delattr__(self, name: str) -> None:
-        if name in _SETTINGS:
-            raise AttributeError(f"{name} is a setting of {_SETTINGS[name].__name__}; set it, don't delete it")
-        super().__delattr__(name)
-
-
-sys.modules[__name__].__class__ = _Package
