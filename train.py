@@ -86,6 +86,8 @@ def train(cfg: DictConfig, progress: dict | None = None) -> dict[str, float]:
             metrics["test/ckpt_path"] = ckpt
             metrics.update(_stage_times(timer, "test"))
     except SystemExit as e:  # Ctrl-C: Lightning's graceful shutdown exits with 1; the convention is 128 + SIGINT
+        if trainer.received_sigterm:  # kill, timeout, docker stop, SLURM (Lightning's SIGTERMException): 128 + 15
+            raise SystemExit(143) from None
         if trainer.interrupted and e.code == 1:
             raise SystemExit(130) from None
         raise
@@ -186,12 +188,18 @@ def _stage_times(timer: Timer, stage: str) -> dict[str, float]:
 def main(cfg: DictConfig) -> float | None:
     from training.cli import discard_failed_run, friendly_errors
     from training.distributed import ddp_scope
+    from training.runs import record_sweep_failure
 
     progress: dict = {}
     # discard_failed_run: a run that fails before its first training step leaves no run folder;
     # ddp_scope: DDP child processes reuse this run's folder
-    with discard_failed_run(cfg.paths.output_dir, progress), friendly_errors(), ddp_scope():
-        metrics = train(cfg, progress)
+    try:
+        with discard_failed_run(cfg.paths.output_dir, progress), friendly_errors(), ddp_scope():
+            metrics = train(cfg, progress)
+    except BaseException as e:  # a failed job of a -m sweep: noted in <job>/failed.txt, the next jobs run
+        if not record_sweep_failure(cfg.paths.output_dir, e):
+            raise
+        return None
     out = Path(cfg.paths.output_dir)
     if "test/acc" in metrics:
         print(f"test/acc: {metrics['test/acc']:.4f}  (test/loss {metrics.get('test/loss', float('nan')):.4f}, "

@@ -18,7 +18,8 @@
                             the batch where the checkpoint was taken.
 ``InterruptCheckpoint``     Ctrl-C during training stops after the training step under way, writes
                             ``last.ckpt`` at that step (atomically, like every checkpoint) and prints
-                            the one command that resumes it; a second Ctrl-C stops at once.
+                            the one command that resumes it; a second Ctrl-C stops at once. SIGTERM
+                            (``kill``, ``timeout``, ``docker stop``, SLURM) does the same (exit 143).
 ==========================  =========================================================================
 
 They are wired in ``configs/trainer/cpu.yaml`` (``plugins``) and ``configs/callbacks/``.
@@ -304,7 +305,14 @@ class InterruptCheckpoint(L.Callback):
     The handler is installed only in the main thread of a single process whose SIGINT handler is
     Python's default (not under DDP, where each rank would have to agree on the step; not when
     SIGINT is ignored). ``dirpath``: where ``last.ckpt`` goes (default: the folder of the first
-    checkpoint callback that keeps a ``last.ckpt``, else ``<default_root_dir>/checkpoints``)."""
+    checkpoint callback that keeps a ``last.ckpt``, else ``<default_root_dir>/checkpoints``).
+
+    SIGTERM is handled the same way through Lightning's own handler (which sets
+    ``trainer.received_sigterm``; its loops then raise ``SIGTERMException``): at the end of the step
+    under way ``last.ckpt`` is written, training stops with ``SIGTERMException`` and the resume
+    command is printed (train.py exits with status 143). A SIGTERM during a validation pass stops it
+    (Lightning's loop does) and the last checkpoint written is named. Under DDP, Lightning's handling
+    alone (no save here)."""
 
     def __init__(self, dirpath: str | None = None, filename: str = "last.ckpt", command: str = "python train.py"):
         self.dirpath, self.filename, self.command = dirpath, filename, command
@@ -350,6 +358,15 @@ class InterruptCheckpoint(L.Callback):
         if self._requested:
             self._save(trainer, pl_module)
             self._stop()
+        if self._sigterm(trainer) and self.saved is None:  # SIGTERM: Lightning flagged it; save now, stop
+            import sys
+
+            from lightning.pytorch.utilities.exceptions import SIGTERMException
+
+            print(f"\nSIGTERM: saving last.ckpt at global step {trainer.global_step} and stopping", file=sys.stderr,
+                  flush=True)
+            self._save(trainer, pl_module)
+            raise SIGTERMException  # Lightning's own exit for SIGTERM (train.py: exit status 143)
 
     def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
         self._stop_if_saved(trainer)
@@ -372,25 +389,39 @@ class InterruptCheckpoint(L.Callback):
     def on_exception(self, trainer, pl_module, exception: BaseException) -> None:
         import sys
 
+        from lightning.pytorch.utilities.exceptions import SIGTERMException
+
         self._uninstall()
-        if not isinstance(exception, KeyboardInterrupt) or not trainer.is_global_zero:
+        sigterm = isinstance(exception, SIGTERMException)
+        if not (isinstance(exception, KeyboardInterrupt) or sigterm) or not trainer.is_global_zero:
             return
-        from lightning.pytorch.trainer.states import TrainerFn
+        from lightning.pytorch.trainer.states import RunningStage, TrainerFn
 
         if trainer.state.fn != TrainerFn.FITTING:
             return
+        if sigterm and not self.saved:  # SIGTERM after this callback's batch end: the epoch's checkpoint, or now
+            self.saved = self._saved_last(trainer)
+            if self.saved is None and trainer.state.stage == RunningStage.TRAINING and trainer.world_size == 1:
+                self._save(trainer, pl_module)
+        word = "terminated (SIGTERM)" if sigterm else "interrupted"
         if self.saved:
-            print(f"interrupted at global step {trainer.global_step}; saved {self.saved}. Resume with:\n"
+            print(f"{word} at global step {trainer.global_step}; saved {self.saved}. Resume with:\n"
                   f"  {self.command} ckpt_path={self.saved}", file=sys.stderr, flush=True)
             return
         last = Path(self._dirpath(trainer)) / self.filename
         if last.is_file():
-            print(f"interrupted at global step {trainer.global_step}; nothing saved at the interrupt. The last "
+            print(f"{word} at global step {trainer.global_step}; nothing saved at the interrupt. The last "
                   f"checkpoint resumes it:\n  {self.command} ckpt_path={last.resolve()}", file=sys.stderr, flush=True)
         else:
-            print("interrupted before any checkpoint was written; nothing to resume", file=sys.stderr, flush=True)
+            print(f"{word} before any checkpoint was written; nothing to resume", file=sys.stderr, flush=True)
 
     # -- helpers ---------------------------------------------------------------------------
+    @staticmethod
+    def _sigterm(trainer) -> bool:
+        """Whether Lightning's SIGTERM handler has fired (one process: under DDP Lightning
+        synchronises the ranks and raises its SIGTERMException itself)."""
+        return bool(getattr(trainer, "received_sigterm", False)) and trainer.world_size == 1
+
     def _stop_if_saved(self, trainer) -> None:
         """Stop at once if the state as it is now is already in a checkpoint (e.g. the one written at
         the end of the validation pass during which Ctrl-C came); else the next step ends with a save."""

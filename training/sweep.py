@@ -6,16 +6,23 @@ hyperparameters in ``tensorboard/``, final metrics in ``metrics.json``, written 
 :class:`SweepSummary`, a Hydra callback (``configs/hydra/default.yaml``), then writes
 ``<sweep>/summary.csv`` (every job, every override, every numeric metric) and
 ``<sweep>/summary.md`` (the overrides that vary, the chosen metrics, and their mean and
-standard deviation over seeds when the sweep has several).
+standard deviation over seeds when the sweep has several), after every job and at the end.
+
+A job that fails does not stop the sweep: train.py notes it in ``<job>/failed.txt``
+(:func:`training.runs.record_sweep_failure`) and the next jobs run; the summary lists the jobs
+that finished, names those that failed (with the reason), and the sweep exits with status 1.
 """
 
 from __future__ import annotations
 
 import csv
+import io
 import json
 import logging
 import math
+import os
 import statistics
+import sys
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -29,7 +36,8 @@ DEFAULT_METRICS = ("val/acc_best", "test/acc", "test/loss")
 
 def read_jobs(sweep_dir: Path) -> list[dict[str, Any]]:
     """Every job folder under ``sweep_dir`` (found by its ``.hydra/overrides.yaml``), in job order:
-    ``{"job": <folder relative to the sweep>, "overrides": {key: value}, "metrics": {...}}``."""
+    ``{"job": <folder relative to the sweep>, "overrides": {key: value}, "metrics": {...} or None,
+    "failed": <the reason in failed.txt> or None}``."""
     jobs = []
     for overrides_file in sweep_dir.rglob(".hydra/overrides.yaml"):
         job_dir = overrides_file.parent.parent
@@ -39,7 +47,10 @@ def read_jobs(sweep_dir: Path) -> list[dict[str, Any]]:
             overrides[key.lstrip("+~")] = value
         metrics_file = job_dir / "metrics.json"
         metrics = json.loads(metrics_file.read_text()) if metrics_file.is_file() else None
-        jobs.append({"job": job_dir.relative_to(sweep_dir).as_posix(), "overrides": overrides, "metrics": metrics})
+        failed_file = job_dir / "failed.txt"
+        failed = failed_file.read_text().strip() or "failed" if failed_file.is_file() else None
+        jobs.append({"job": job_dir.relative_to(sweep_dir).as_posix(), "overrides": overrides, "metrics": metrics,
+                     "failed": failed})
     jobs.sort(key=lambda j: [(0, int(p), "") if p.isdigit() else (1, 0, p) for p in j["job"].split("/")])
     return jobs
 
@@ -59,13 +70,13 @@ def summarize(sweep_dir: Path, metrics: Sequence[str] = DEFAULT_METRICS, group_o
     fixed = {k: jobs[0]["overrides"].get(k) for k in keys if k not in varying}
     numeric = sorted({k for j in jobs for k, v in (j["metrics"] or {}).items() if isinstance(v, (int, float))})
 
-    with open(sweep_dir / "summary.csv", "w", newline="") as f:
-        w = csv.writer(f)
-        w.writerow(["job", *keys, "status", *numeric])
-        for j in jobs:
-            m = j["metrics"] or {}
-            w.writerow([j["job"], *(j["overrides"].get(k, "") for k in keys),
-                        "done" if j["metrics"] is not None else "no metrics.json", *(m.get(k, "") for k in numeric)])
+    f = io.StringIO(newline="")
+    w = csv.writer(f)
+    w.writerow(["job", *keys, "status", *numeric])
+    for j in jobs:
+        m = j["metrics"] or {}
+        w.writerow([j["job"], *(j["overrides"].get(k, "") for k in keys), _status(j), *(m.get(k, "") for k in numeric)])
+    _write(sweep_dir / "summary.csv", f.getvalue())
 
     shown = [k for k in metrics if any(k in (j["metrics"] or {}) for j in jobs)] or list(metrics)
     lines = [f"# Sweep summary: {sweep_dir}", "",
@@ -77,9 +88,15 @@ def summarize(sweep_dir: Path, metrics: Sequence[str] = DEFAULT_METRICS, group_o
     lines += ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for j in jobs:
         m = j["metrics"] or {}
+        missing = "failed (failed.txt)" if j["failed"] else "failed (no metrics.json)"
         cells = [j["job"], *(j["overrides"].get(k, "") for k in varying),
-                 *(_fmt(m.get(k)) if j["metrics"] is not None else "failed (no metrics.json)" for k in shown)]
+                 *(_fmt(m.get(k)) if j["metrics"] is not None else missing for k in shown)]
         lines.append("| " + " | ".join(cells) + " |")
+    unfinished = [j for j in jobs if j["metrics"] is None]
+    if unfinished:
+        lines += ["", f"{len(unfinished)} of {len(jobs)} jobs did not finish (not in the means below):", ""]
+        lines += [f"- job {j['job']} ({' '.join(f'{k}={v}' for k, v in j['overrides'].items())}): {_status(j)}"
+                  for j in unfinished]
 
     rest = [k for k in varying if k != group_out]
     if group_out in varying:  # mean +- standard deviation over the seeds of each configuration
@@ -97,12 +114,32 @@ def summarize(sweep_dir: Path, metrics: Sequence[str] = DEFAULT_METRICS, group_o
                 cells.append(f"{statistics.fmean(xs):.4f} ± {sd:.4f}" if xs else "")
             lines.append("| " + " | ".join(cells) + " |")
     text = "\n".join(lines) + "\n"
-    (sweep_dir / "summary.md").write_text(text)
+    _write(sweep_dir / "summary.md", text)
     return text
 
 
+def _status(job: dict) -> str:
+    if job["metrics"] is not None:
+        return "done"
+    return f"failed: {job['failed']}" if job["failed"] else "no metrics.json"
+
+
+def _write(path: Path, text: str) -> None:
+    """Write ``text`` to a temporary file beside ``path``, then rename it over ``path``: a reader
+    (or a job of a launcher that runs jobs at once) never sees half a summary."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.partial")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
+def failed_jobs(sweep_dir: Path) -> list[dict[str, Any]]:
+    """The jobs of the sweep that left no ``metrics.json`` (failed, or stopped)."""
+    return [j for j in read_jobs(Path(sweep_dir)) if j["metrics"] is None]
+
+
 class SweepSummary(Callback):
-    """Hydra callback: at the end of a multirun, :func:`summarize` the sweep folder."""
+    """Hydra callback: after each job and at the end of a multirun, :func:`summarize` the sweep
+    folder; at the end, if a job did not finish, name it and exit with status 1."""
 
     def __init__(self, metrics: Sequence[str] = DEFAULT_METRICS, group_out: str = "seed"):
         self.metrics = list(metrics)
@@ -116,3 +153,22 @@ class SweepSummary(Callback):
         text = summarize(sweep_dir, self.metrics, self.group_out)
         print(text)
         log.info("sweep summary: %s and %s", sweep_dir / "summary.md", sweep_dir / "summary.csv")
+        failed = failed_jobs(sweep_dir)
+        if failed:
+            names = "; ".join(f"{j['job']} ({_status(j)})" for j in failed)
+            print(f"error: {len(failed)} of {len(read_jobs(sweep_dir))} sweep jobs failed: {names}; the others are "
+                  f"in {sweep_dir / 'summary.md'}", file=sys.stderr)
+            sys.exit(1)
+
+    def on_job_end(self, config: DictConfig, job_return: Any = None, **kwargs: Any) -> None:
+        """The summary so far (a sweep stopped later still has one for the jobs that finished)."""
+        try:
+            sweep_dir = Path(config.hydra.sweep.dir)
+            from hydra.core.hydra_config import HydraConfig
+            from hydra.types import RunMode
+
+            if HydraConfig.get().mode != RunMode.MULTIRUN or not sweep_dir.is_dir():
+                return
+            summarize(sweep_dir, self.metrics, self.group_out)
+        except Exception as e:  # a summary so far is a convenience; never fail a job over it
+            log.warning("sweep summary after a job: %s", e)

@@ -369,6 +369,30 @@ def find_runs(root: str | Path) -> list[Path]:
     return sorted({p.parent.parent for p in root.rglob("tensorboard/events.out.tfevents.*")})
 
 
+def read_runs(runs, out=None) -> list[dict]:
+    """:func:`read_run` of every run folder in ``runs`` that has a test figure; a folder without
+    one (a failed, interrupted or still running run: no ``test/acc`` in its events) or that cannot
+    be read is skipped with a note on ``out`` (stdout), so that one failed job of a sweep does not
+    stop a comparison of the others."""
+    import math
+    import sys
+
+    out = out or sys.stdout
+    results = []
+    for run in runs:
+        try:
+            info = read_run(run)
+        except Exception as e:  # e.g. a checkpoint cut short by a kill
+            print(f"note: skipping {run}: it cannot be read ({type(e).__name__}: {e})", file=out)
+            continue
+        if not math.isfinite(info["test_acc"]):
+            print(f"note: skipping {run}: no test/acc (the run failed, was interrupted or has not finished)",
+                  file=out)
+            continue
+        results.append(info)
+    return results
+
+
 def read_run(run: str | Path) -> dict:
     """What a train.py run folder says about itself, read from its TensorBoard events and
     checkpoint: ``model`` (the registry name), ``params`` (trainable), ``test_acc``,
