@@ -48,14 +48,40 @@ def build_datamodule(cfg: DictConfig, model: Classifier, ckpt: dict):
     return instantiate(cfg.data, **({"root": cfg.data_root} if cfg.get("data_root") else {}))
 
 
+def check_eval_config(cfg: DictConfig) -> None:
+    """What eval.py cannot honour is refused rather than ignored: no ``ckpt_path``; a ``model``
+    (the checkpoint's own network is evaluated, never another one under its name); a ``data``
+    setting without a data set (``+data.root=...``: the checkpoint's data set in another folder is
+    ``data_root=...``)."""
+    from omegaconf import OmegaConf
+
+    if OmegaConf.is_missing(cfg, "ckpt_path") or not cfg.get("ckpt_path"):
+        raise ConfigError("ckpt_path must be given: python eval.py ckpt_path=<run>/checkpoints/last.ckpt")
+    if "model" in cfg:
+        raise ConfigError(
+            "eval.py evaluates the network saved in the checkpoint; a model setting would not change it (and must "
+            "not evaluate that network under another name): drop model=..., and to evaluate another network pass its "
+            "own checkpoint, ckpt_path=<its run>/checkpoints/last.ckpt"
+        )
+    data = cfg.get("data")
+    if data is not None and "_target_" not in data:
+        keys = ", ".join(f"data.{k}" for k in data)
+        raise ConfigError(
+            f"{keys} without a data set: choose one (data=mnist, data=fashion_mnist, ...), or, for the "
+            f"checkpoint's own data set in another folder, data_root=<folder>"
+        )
+
+
 def evaluate(cfg: DictConfig) -> dict[str, float]:
     import lightning as L
     import torch
 
     from training.module import Classifier
-    from training.cli import check_trainer_config, instantiate_trainer
+    from training.cli import check_run_config, check_trainer_config, instantiate_trainer
 
-    check_trainer_config(cfg.trainer)  # wrong types stop here, before the checkpoint and the data are read
+    check_eval_config(cfg)  # mistakes stop here, before the checkpoint and the data are read
+    check_run_config(cfg)
+    check_trainer_config(cfg.trainer)
     L.seed_everything(cfg.seed, workers=True)
     torch.set_float32_matmul_precision(cfg.matmul_precision)
     model, ckpt = Classifier.load_with_checkpoint(cfg.ckpt_path)

@@ -46,11 +46,12 @@ def train(cfg: DictConfig, progress: dict | None = None) -> dict[str, float]:
     from lightning.pytorch.loggers import TensorBoardLogger
 
     from training.module import check_resume_checkpoint
-    from training.cli import check_resume_config, check_trainer_config
+    from training.cli import check_learning_phases, check_resume_config, check_run_config, check_trainer_config
     from training.tb_callbacks import log_hparams
 
     progress = {} if progress is None else progress
-    check_trainer_config(cfg.trainer)  # wrong types stop here, before any data is read
+    check_run_config(cfg)  # wrong types stop here, before any data is read
+    check_trainer_config(cfg.trainer)
     resumed = None
     if cfg.get("ckpt_path"):  # a resumed run keeps its model and data split
         from training.checkpoint import read_checkpoint
@@ -62,6 +63,7 @@ def train(cfg: DictConfig, progress: dict | None = None) -> dict[str, float]:
     torch.set_float32_matmul_precision(cfg.matmul_precision)
     datamodule = instantiate(cfg.data)
     model = instantiate(cfg.model)
+    check_learning_phases(cfg, model.net)
     trainer, timer = build_trainer(cfg)
     if not validates(cfg):
         print("note: no validation split (data.val_size=0): no val/* metrics, no checkpoint chosen on them; "

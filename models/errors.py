@@ -31,3 +31,8 @@ class ImageError(UserError):
 class DivergenceError(UserError, FloatingPointError):
     """Training diverged: the loss or the weights became NaN or infinite (training stops with a
     message naming the step and the metric; the last good checkpoint is kept)."""
+
+
+class StorageError(UserError, OSError):
+    """A file or folder that cannot be written: a full disk, a read-only folder, no permission,
+    a file where a folder should be. What was already written is kept."""

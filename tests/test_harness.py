@@ -294,7 +294,7 @@ def test_bad_checkpoints_are_reported(tmp_path, trained_run):
         Classifier.load_from_checkpoint(empty)
     junk = tmp_path / "junk.ckpt"
     junk.write_bytes(b"not a checkpoint at all")
-    with pytest.raises(CheckpointError, match="corrupt or not a PyTorch checkpoint"):
+    with pytest.raises(CheckpointError, match="cannot be read: it is not a PyTorch checkpoint"):
         Classifier.load_from_checkpoint(junk)
     other = tmp_path / "other.ckpt"
     torch.save({"state_dict": {}, "hyper_parameters": {"lr": 1}}, other)

@@ -155,6 +155,15 @@ def first_non_finite(module: torch.nn.Module) -> str | None:
     return tensors[int((~flags).nonzero()[0])][0]
 
 
+def what_is_kept(trainer: L.Trainer) -> str:
+    """"the last good checkpoint is kept (epoch_003.ckpt)", or that none had been written yet."""
+    saved = [Path(p) for cb in trainer.checkpoint_callbacks if isinstance(cb, ModelCheckpoint)
+             for p in (cb.last_model_path, cb.best_model_path) if p and Path(p).is_file()]
+    if not saved:
+        return "no checkpoint had been written yet"
+    return f"the last good checkpoint is kept ({max(saved, key=lambda p: p.stat().st_mtime).name})"
+
+
 class SafeModelCheckpoint(ModelCheckpoint):
     """ModelCheckpoint that never writes non-finite weights: it raises :class:`DivergenceError`
     (training stops, the checkpoints on disk stay as they were) instead of saving them."""
@@ -165,8 +174,8 @@ class SafeModelCheckpoint(ModelCheckpoint):
         if bad is not None:
             raise DivergenceError(
                 f"training diverged: weight {bad!r} is NaN or infinite at global step {trainer.global_step} "
-                f"(epoch {trainer.current_epoch}); not saving {Path(filepath).name}, the last good checkpoint "
-                f"is kept. Lower model.optimizer.lr or check the data."
+                f"(epoch {trainer.current_epoch}); not saving {Path(filepath).name}, {what_is_kept(trainer)}. "
+                f"Lower model.optimizer.lr or check the data."
             )
         super()._save_checkpoint(trainer, filepath)
 
@@ -203,8 +212,8 @@ class DivergenceGuard(L.Callback):
     def _stop(self, trainer: L.Trainer, what: str) -> None:
         raise DivergenceError(
             f"training diverged: {what} at global step {trainer.global_step} (epoch {trainer.current_epoch}, "
-            f"batch {trainer.fit_loop.epoch_loop.batch_idx}); training stopped and the last good checkpoint "
-            f"is kept. Lower model.optimizer.lr or check the data."
+            f"batch {trainer.fit_loop.epoch_loop.batch_idx}); training stopped and {what_is_kept(trainer)}. "
+            f"Lower model.optimizer.lr or check the data."
         )
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:

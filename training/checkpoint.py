@@ -12,6 +12,7 @@ never needs one.
 from __future__ import annotations
 
 import pickle
+import re
 from pathlib import Path
 from typing import Any
 
@@ -83,6 +84,20 @@ def _blocked(e: Exception) -> str:
 
 
 def _corrupt(path: Path, e: Exception) -> CheckpointError:
-    return CheckpointError(
-        f"checkpoint {path} is corrupt or not a PyTorch checkpoint ({type(e).__name__}: {str(e).splitlines()[0][:200]})"
-    )
+    return CheckpointError(f"checkpoint {path} cannot be read: {_why_unreadable(e)}. Use another checkpoint "
+                           f"(e.g. the run's last.ckpt or an epoch_*.ckpt), or copy this one again")
+
+
+def _why_unreadable(e: Exception) -> str:
+    """What is wrong with a file torch.load refused, in whole sentences of our own (torch's own
+    advice to load with ``weights_only=False`` is never repeated: that would run the file's code)."""
+    text = str(e)
+    if "central directory" in text or "PytorchStreamReader" in text or "unexpected EOF" in text \
+            or isinstance(e, EOFError):
+        return "it is truncated or damaged (its archive is incomplete: an interrupted copy or download?)"
+    if isinstance(e, (KeyError, pickle.UnpicklingError, UnicodeDecodeError)) or "invalid load key" in text:
+        return "it is not a PyTorch checkpoint"
+    sentences = [s.strip() for s in re.split(r"(?<=[.!?])\s+", " ".join(text.split())) if s.strip()]
+    kept = [s for s in sentences if "weights_only" not in s and "arbitrary code" not in s and "trusted source" not in s]
+    reason = " ".join(kept[:2]).rstrip(".") or "it is not a readable PyTorch checkpoint"
+    return f"{type(e).__name__}: {reason}"

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import contextlib
 import difflib
+import errno
 import os
 import re
 import shutil
@@ -57,14 +58,75 @@ def _debug() -> bool:
 
 
 def user_error(e: BaseException | None) -> UserError | None:
-    """The UserError behind ``e`` (Hydra's instantiate and Lightning wrap exceptions), if any."""
+    """The UserError behind ``e`` (Hydra's instantiate and Lightning wrap exceptions), if any; a
+    known third-party error that is the user's to fix (:func:`translate_error`) becomes one."""
     seen = set()
+    chain = []
     while e is not None and id(e) not in seen:
         if isinstance(e, UserError):
             return e
         seen.add(id(e))
+        chain.append(e)
         e = e.__cause__ or e.__context__
+    for link in chain:
+        translated = translate_error(link)
+        if translated is not None:
+            return translated
     return None
+
+
+# errno: what it means for a file the project writes
+_WRITE_ERRNOS = {
+    errno.ENOSPC: "the disk is full",
+    errno.EDQUOT: "the disk quota is used up",
+    errno.EROFS: "the file system is read-only",
+    errno.EACCES: "permission denied",
+    errno.EPERM: "permission denied",
+    errno.ENOTDIR: "a file stands where a folder should be",
+    errno.EISDIR: "a folder stands where a file should be",
+    errno.EEXIST: "a file stands where a folder should be",
+}
+
+
+def translate_error(e: BaseException) -> UserError | None:
+    """A clear :class:`UserError` for a third-party error that the user can fix (None otherwise):
+
+    * a write that failed (a full disk, a read-only or unwritable folder, a file where the run
+      folder goes): :class:`StorageError` naming the path, why, and what to do;
+    * a mandatory config value left out (``???``: ``ckpt_path`` of eval.py, ``data.root`` of
+      ``data=image_folder``): which key to set;
+    * ``trainer.accelerator`` naming hardware this machine lacks (Lightning's "No supported gpu backend").
+    """
+    from models.errors import StorageError
+
+    if isinstance(e, OSError) and e.errno in _WRITE_ERRNOS:
+        where = e.filename or "a file"
+        full = e.errno in (errno.ENOSPC, errno.EDQUOT)
+        return StorageError(f"cannot write {where}: {_WRITE_ERRNOS[e.errno]}{_free_space(where, e.errno)}. "
+                            f"Nothing already written was removed; {'free some space there, or ' if full else ''}"
+                            f"choose a folder you can write (LOG_DIR=<folder>, or hydra.run.dir=<folder>)")
+    if type(e).__name__ == "MissingMandatoryValue":
+        key = getattr(e, "full_key", None) or "a config value"
+        hint = {"ckpt_path": "ckpt_path=<run>/checkpoints/last.ckpt (the checkpoint to evaluate)",
+                "data.root": "data.root=<folder> (it holds train/<class>/* and test/<class>/* images)",
+                "data.num_classes": "data.num_classes=<the number of class folders in train/>"}.get(key, f"{key}=<value>")
+        return ConfigError(f"{key} must be given (the config leaves it open, ???): add {hint} to the command line")
+    if type(e).__name__ == "MisconfigurationException" and "No supported gpu backend" in str(e):
+        return ConfigError("trainer=gpu (trainer.accelerator=gpu) but this machine has no GPU that PyTorch can use "
+                           "(torch.cuda.is_available() is False): use trainer=cpu, the default")
+    return None
+
+
+def _free_space(path: str, code: int) -> str:
+    if code not in (errno.ENOSPC, errno.EDQUOT):
+        return ""
+    folder = Path(path)
+    while not folder.exists() and folder != folder.parent:
+        folder = folder.parent
+    try:
+        return f" ({shutil.disk_usage(folder).free / 2**20:.0f} MiB free in {folder})"
+    except OSError:
+        return ""
 
 
 def instantiate_group(cfg: DictConfig | None) -> list:
@@ -189,6 +251,37 @@ TRAINER_CHECKS: dict[str, tuple[Callable[[Any], bool], str]] = {
 }
 
 
+MATMUL_PRECISIONS = ("highest", "high", "medium")
+
+
+def check_run_config(cfg: DictConfig) -> None:
+    """The top-level settings of a run (``seed``, ``matmul_precision``), before anything is built:
+    a :class:`ConfigError` naming the key, the value and what is expected."""
+    seed = cfg.get("seed")
+    if not _is_int(seed) or not 0 <= seed < 2**32:
+        raise ConfigError(f"seed must be an integer from 0 to {2**32 - 1}, got {_show(seed)}")
+    precision = cfg.get("matmul_precision", "high")
+    if precision not in MATMUL_PRECISIONS:
+        raise ConfigError(f"matmul_precision must be one of {', '.join(MATMUL_PRECISIONS)}, got {_show(precision)}")
+
+
+def check_learning_phases(cfg: DictConfig, net) -> None:
+    """A self-organised network (one learning phase an epoch, ``net.top_epochs`` passes of its top
+    layer last) given too few epochs would be tested before its top layer has learnt anything: its
+    answer would be uniform (chance). Refused, naming the number of epochs it needs."""
+    top = getattr(net, "top_epochs", None)
+    epochs = cfg.trainer.get("max_epochs")
+    if not _is_int(top) or not hasattr(net, "done_learning") or not _is_int(epochs) or epochs < 0:
+        return
+    need = 2 + top
+    if epochs < need:
+        raise ConfigError(
+            f"{cfg.model.get('model')} learns in phases, one epoch each (US2, US3, then {top} pass(es) of its top "
+            f"layer): trainer.max_epochs={epochs} stops before its top layer has learnt (it would answer at chance); "
+            f"use trainer.max_epochs={need}"
+        )
+
+
 def check_trainer_config(cfg: DictConfig | dict | None) -> None:
     """Check the ``trainer`` config's settings (types and ranges) before anything is built or read,
     so that ``trainer.max_epochs=abc`` stops at once with a :class:`ConfigError` naming the key, the
@@ -265,6 +358,10 @@ def _hydra_errors_to_us():
                 return func()
             except (ConfigCompositionException, OverrideParseException) as e:
                 raise _ComposeFailed(e) from e
+            except Exception as e:  # e.g. Hydra cannot create the run folder (a file in the way, a full disk)
+                if user_error(e) is None:
+                    raise
+                raise _ComposeFailed(e) from e
 
         return guarded
 
@@ -284,13 +381,17 @@ def run_main(main: Callable[[], Any], config_name: str, resume: bool = False) ->
     config_dir = Path(inspect.getfile(inspect.unwrap(main))).resolve().parent / "configs"
     if resume:
         _resume_argv(sys.argv, config_dir)
-    if os.environ.get("HYDRA_FULL_ERROR") == "1":
+    if _debug():
         main()
         return
     try:
         with _hydra_errors_to_us():
             main()
     except _ComposeFailed as failed:
+        cause = user_error(failed.error)
+        if cause is not None:
+            print(f"error: {cause}", file=sys.stderr)
+            sys.exit(2)
         overrides = _argv_overrides(sys.argv) or []
         print(f"error: {hydra_error_message(failed.error, config_dir, config_name, overrides)}", file=sys.stderr)
         sys.exit(2)
@@ -327,6 +428,13 @@ def hydra_error_message(error: Exception, config_dir: Path, config_name: str, ov
         return (f"cannot read the override {error.override!r}: {first} (quote a value with spaces or commas: "
                 f"key='a,b'; a list: key=[a,b]; a sweep needs -m)")
     bad = re.match(r"Could not override '([^']+)'", text)
+    if bad and config_name == "eval" and bad.group(1).split(".")[0] in ("model", "data"):
+        if bad.group(1).split(".")[0] == "model":
+            return ("eval.py evaluates the network saved in the checkpoint; a model setting would not change it: drop "
+                    f"{bad.group(1)}=..., and to evaluate another network pass its own checkpoint (ckpt_path=...)")
+        return (f"{bad.group(1)}: eval.py reads the checkpoint's own data set unless one is chosen: choose one "
+                f"(data=mnist, data=fashion_mnist, ...) to change its settings, or use data_root=<folder> for the "
+                f"checkpoint's data set in another folder")
     if bad:
         key = bad.group(1)
         tried = next((o for o in overrides if o.split("=", 1)[0] == key), f"{key}=<value>")

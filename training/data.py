@@ -184,8 +184,16 @@ class TensorDataModule(L.LightningDataModule):
         pin_memory: bool = True,
         on_device: bool = True,
         train_subset: int | None = None,
-        **_ignored,  # in_channels/num_classes/image_size live in the config for interpolation
+        in_channels: int | None = None,
+        num_classes: int | None = None,
+        image_size: int | None = None,
+        **unknown,
     ):
+        """``in_channels``, ``num_classes`` and ``image_size`` are the data set's own (the model
+        configs read them by interpolation, ``${data.num_classes}``); given, they are checked
+        against the data when it is read. Any other keyword is refused, naming the closest one."""
+        if unknown:
+            raise ConfigError(_unknown_arguments(type(self), unknown))
         super().__init__()
         if normalize not in NORMALIZATIONS:
             raise ConfigError(f"data.normalize must be one of {', '.join(NORMALIZATIONS)}, got {normalize!r}")
@@ -211,9 +219,13 @@ class TensorDataModule(L.LightningDataModule):
                 raise ConfigError(f"data.{key} must be true or false, got {value!r}")
         if root is not None and not isinstance(root, (str, os.PathLike)):
             raise ConfigError(f"data.root must be a folder path, got {root!r}")
+        for key, value in (("in_channels", in_channels), ("num_classes", num_classes), ("image_size", image_size)):
+            if value is not None and (not is_int(value) or value < 1):
+                raise ConfigError(f"data.{key} must be a positive integer, got {value!r}")
         self.root = Path(root or default_root()).expanduser()
-        self.save_hyperparameters(ignore=["_ignored"])
+        self.save_hyperparameters(ignore=["unknown", "in_channels", "num_classes", "image_size"])
         self.hparams["root"] = str(self.root)
+        self.declared = {"in_channels": in_channels, "num_classes": num_classes, "image_size": image_size}
         self.data: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
 
     # -- what subclasses provide -------------------------------------------------------
@@ -240,8 +252,31 @@ class TensorDataModule(L.LightningDataModule):
         self.data["train"] = (x[train_idx].contiguous(), y[train_idx].contiguous())
         self.data["val"] = (x[val_idx].contiguous(), y[val_idx].contiguous())
         self.data["test"] = self.load_split(train=False)
+        self.check_declared(x)
         if self.hparams.pin_memory and torch.cuda.is_available():
             self.data = {k: (a.pin_memory(), b.pin_memory()) for k, (a, b) in self.data.items()}
+
+    def check_declared(self, x: torch.Tensor) -> None:
+        """The data's own channel count, class count and (resized) image size against the ones the
+        config declares (the model is built from those), and the random shift against the image:
+        a :class:`ConfigError` before any training step, not a shape error (or a run at chance)."""
+        name = type(self).__name__.removesuffix("DataModule")
+        size = self.hparams.resize or x.shape[-1]
+        have = {"in_channels": x.shape[1], "num_classes": len(self.classes), "image_size": size}
+        for key, value in self.declared.items():
+            if value is not None and value != have[key]:
+                what = {"in_channels": f"{name}'s images have {have[key]} channel(s)",
+                        "num_classes": f"{name} has {have[key]} classes",
+                        "image_size": f"{name}'s images are {have[key]} pixels a side (to train at another size, "
+                                      f"set data.resize instead)"}[key]
+                raise ConfigError(f"data.{key}={value}, but {what}: drop the data.{key} override, it follows the "
+                                  f"data set")
+        if self.hparams.augment and 2 * self.hparams.crop_padding >= min(x.shape[-2:]):
+            raise ConfigError(
+                f"data.crop_padding={self.hparams.crop_padding} shifts {name}'s {x.shape[-1]}x{x.shape[-2]} images by up to "
+                f"{self.hparams.crop_padding} pixels, which moves most of each image out of the frame (training would be at "
+                f"chance): use a shift below half the image, e.g. data.crop_padding={max(1, min(x.shape[-2:]) // 8)}"
+            )
 
     # -- loaders -----------------------------------------------------------------------
     def _loader(self, split: str, shuffle: bool) -> DataLoader:
@@ -329,6 +364,21 @@ class TensorDataModule(L.LightningDataModule):
 
 
 # --- MNIST family --------------------------------------------------------------------
+
+
+def _unknown_arguments(cls: type, unknown: dict) -> str:
+    """``data.bacth_size is not a setting of MNISTDataModule (did you mean data.batch_size?)``."""
+    import difflib
+    import inspect
+
+    known = sorted({p for c in cls.__mro__ if "__init__" in vars(c)
+                    for p in inspect.signature(c.__init__).parameters if p not in ("self", "kwargs", "unknown")})
+    parts = []
+    for key in unknown:
+        close = difflib.get_close_matches(key, known, n=1)
+        parts.append(f"data.{key}" + (f" (did you mean data.{close[0]}?)" if close else ""))
+    return f"{', '.join(parts)} {'is not a setting' if len(parts) == 1 else 'are not settings'} of {cls.__name__}; " \
+           f"its settings: {', '.join(known)}"
 
 
 def _expected_files(folder: Path, names) -> str:

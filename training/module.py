@@ -25,7 +25,7 @@ from omegaconf import DictConfig, OmegaConf
 from torchmetrics import MaxMetric, MeanMetric
 from torchmetrics.classification import MulticlassAccuracy
 
-from .callbacks import host_sync_due
+from .callbacks import host_sync_due, what_is_kept
 from .checkpoint import checkpoint_data_state, read_checkpoint  # noqa: F401  (re-exported: eval.py, predict.py)
 from models.errors import CheckpointError, ConfigError, DivergenceError
 from models import get_model
@@ -127,8 +127,9 @@ class Classifier(L.LightningModule):
         if (self._trainer is None or host_sync_due(self.trainer, 1)) and not torch.isfinite(loss):
             raise DivergenceError(
                 f"training diverged: train/loss is {loss.item()} at global step {self.global_step} "
-                f"(epoch {self.current_epoch}, batch {batch_idx}); training stopped and the last good checkpoint "
-                f"is kept. Lower model.optimizer.lr or check the data."
+                f"(epoch {self.current_epoch}, batch {batch_idx}); training stopped and "
+                f"{what_is_kept(self.trainer) if self._trainer is not None else 'no checkpoint is written'}. "
+                f"Lower model.optimizer.lr or check the data."
             )
         # Per step only the metrics' update(); self.log only on the steps whose values Lightning
         # writes (every trainer.log_every_n_steps): each self.log call costs ~0.6 ms on this CPU,
@@ -191,6 +192,7 @@ class Classifier(L.LightningModule):
         from .distributed import DDPStrategy
 
         trainer = self._trainer
+        self._check_batches_fit(stage)
         if (stage == "fit" and trainer is not None and trainer.world_size > 1 and not self.automatic_optimization
                 and not isinstance(trainer.strategy, DDPStrategy)):
             raise ConfigError(
@@ -198,6 +200,27 @@ class Classifier(L.LightningModule):
                 f"trainer=ddp (training.distributed.DDPStrategy), which makes every rank learn from all ranks' "
                 f"batches, not strategy {type(trainer.strategy).__name__}"
             )
+
+    def _check_batches_fit(self, stage: str) -> None:
+        """A batch too large for the device's free memory is refused before it is allocated
+        (:mod:`training.memory`); the data module's splits are read by now (Lightning sets it up first)."""
+        from .memory import check_batches_fit
+
+        dm = getattr(self._trainer, "datamodule", None)
+        data = getattr(dm, "data", None)
+        if not data or "train" not in data or not hasattr(dm, "hparams"):
+            return
+        hp = dm.hparams
+        sizes = {"data.batch_size": (hp.batch_size, len(data["train"][1]))} if stage == "fit" else {}
+        split = "test" if stage == "test" else "val"
+        if split in data and len(data[split][1]):
+            sizes["data.eval_batch_size"] = (hp.eval_batch_size, len(data[split][1]))
+        x = data["train"][0][:1]
+        try:
+            image = dm.transform(x.to(torch.device("cpu")))[0]
+        except Exception:  # pragma: no cover  (a data module without the usual transform)
+            return
+        check_batches_fit(self.net, image, sizes, self._trainer.strategy.root_device)
 
     def test_step(self, batch, batch_idx):
         loss, scores, y = self._shared_step(batch)
