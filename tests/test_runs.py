@@ -217,18 +217,20 @@ def test_slurm_requeue_signal_saves_the_hpc_checkpoint_and_calls_scontrol_requeu
              "PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}"}
     folder, logs = tmp_path / "run", tmp_path / "logs"
     args = [*TINY, f"data.root={mnist_root}", "trainer.max_epochs=2", "+requeue=slurm",
+            "callbacks.step_checkpoint.every_n_train_steps=2",
             "+callbacks.slow._target_=tests.faults.SlowDown", "+callbacks.slow.seconds=0.2", f"hydra.run.dir={folder}"]
     proc = subprocess.Popen([sys.executable, "train.py", *args], cwd=ROOT, env={**env(logs), **slurm},
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, preexec_fn=default_sigint)
     deadline = time.time() + 240
     try:
-        while time.time() < deadline and proc.poll() is None and not (folder / "csv").exists():
-            time.sleep(0.05)  # training is under way (the logger's folder)
-        time.sleep(1.0)
+        last = folder / "checkpoints" / "last.ckpt"
+        while time.time() < deadline and proc.poll() is None and not last.exists():
+            time.sleep(0.05)  # training is under way (Lightning's handlers are in place): a step checkpoint
+        assert proc.poll() is None, proc.communicate()[1][-3000:]
         proc.send_signal(signal.SIGUSR1)
         while time.time() < deadline and proc.poll() is None and not record.exists():
             time.sleep(0.05)
-        assert record.exists(), "scontrol was not called"
+        assert record.exists(), f"scontrol was not called (exit {proc.poll()})"
         proc.send_signal(signal.SIGTERM)
         _, err = proc.communicate(timeout=120)
     finally:
