@@ -196,7 +196,7 @@ def main(cfg: DictConfig) -> float | None:
     # discard_failed_run: a run that fails before its first training step leaves no run folder;
     # ddp_scope: DDP child processes reuse this run's folder
     try:
-        with discard_failed_run(cfg.paths.output_dir, progress), friendly_errors(), ddp_scope():
+        with discard_failed_run(cfg.paths.output_dir, progress), friendly_errors(cfg.paths.output_dir), ddp_scope():
             metrics = train(cfg, progress)
     except BaseException as e:  # a failed job of a -m sweep: noted in <job>/failed.txt, the next jobs run
         if not record_sweep_failure(cfg.paths.output_dir, e):

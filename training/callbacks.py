@@ -30,8 +30,10 @@ epoch) behind a stateful loader.
 
 from __future__ import annotations
 
+import errno
 import os
 import random
+import shutil
 import uuid
 from pathlib import Path
 from typing import Any
@@ -68,14 +70,25 @@ def atomic_torch_save(obj: Any, path: str | os.PathLike) -> None:
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as e:
+        full = isinstance(e, RuntimeError) and _disk_full(path.parent)  # torch's zip writer: "unexpected pos ..."
         tmp.unlink(missing_ok=True)
+        if full:
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(path)) from e
         raise
     _fsync_dir(path.parent)
     for stale in path.parent.glob(f".*{PARTIAL_SUFFIX}"):  # left by a killed process
         pid = stale.name[1:].split("-")[0]
         if pid.isdigit() and int(pid) != os.getpid() and not _alive(int(pid)):
             stale.unlink(missing_ok=True)
+
+
+def _disk_full(folder: Path) -> bool:
+    """Whether the file system of ``folder`` has (almost) no room left: under 1 MiB free."""
+    try:
+        return shutil.disk_usage(folder).free < 2**20
+    except OSError:
+        return False
 
 
 def _alive(pid: int) -> bool:

@@ -34,9 +34,20 @@ from models.errors import ConfigError, UserError
 
 
 @contextlib.contextmanager
-def friendly_errors():
+def friendly_errors(writing_to: str | os.PathLike | None = None):
     """Print a UserError's message (no traceback) and exit with status 2.
-    ``HYDRA_FULL_ERROR=1`` (or ``NEOLENET_DEBUG=1``) re-raises it with its traceback."""
+    ``HYDRA_FULL_ERROR=1`` (or ``NEOLENET_DEBUG=1``) re-raises it with its traceback.
+    ``writing_to``: the folder the command writes (the run folder), named when a write fails
+    without saying which file (TensorBoard's writer thread on a full disk)."""
+    import threading
+
+    original_hook = threading.excepthook
+
+    def thread_hook(args):  # a write error in a writer thread: reported once, by the main thread
+        if _debug() or user_error(args.exc_value) is None:
+            original_hook(args)
+
+    threading.excepthook = thread_hook
     try:
         yield
     except KeyboardInterrupt:  # Ctrl-C outside training (Lightning handles it during fit: InterruptCheckpoint)
@@ -45,11 +56,13 @@ def friendly_errors():
         print("interrupted (Ctrl-C)", file=sys.stderr)
         sys.exit(130)
     except Exception as e:
-        cause = user_error(e)
+        cause = user_error(e, writing_to)
         if cause is None or _debug():
             raise
         print(f"error: {cause}", file=sys.stderr)
         sys.exit(2)
+    finally:
+        threading.excepthook = original_hook
 
 
 def _debug() -> bool:
@@ -57,7 +70,7 @@ def _debug() -> bool:
     return os.environ.get("HYDRA_FULL_ERROR") == "1" or os.environ.get("NEOLENET_DEBUG") == "1"
 
 
-def user_error(e: BaseException | None) -> UserError | None:
+def user_error(e: BaseException | None, writing_to: str | os.PathLike | None = None) -> UserError | None:
     """The UserError behind ``e`` (Hydra's instantiate and Lightning wrap exceptions), if any; a
     known third-party error that is the user's to fix (:func:`translate_error`) becomes one."""
     seen = set()
@@ -69,7 +82,7 @@ def user_error(e: BaseException | None) -> UserError | None:
         chain.append(e)
         e = e.__cause__ or e.__context__
     for link in chain:
-        translated = translate_error(link)
+        translated = translate_error(link, writing_to)
         if translated is not None:
             return translated
     return None
@@ -88,7 +101,7 @@ _WRITE_ERRNOS = {
 }
 
 
-def translate_error(e: BaseException) -> UserError | None:
+def translate_error(e: BaseException, writing_to: str | os.PathLike | None = None) -> UserError | None:
     """A clear :class:`UserError` for a third-party error that the user can fix (None otherwise):
 
     * a write that failed (a full disk, a read-only or unwritable folder, a file where the run
@@ -100,7 +113,7 @@ def translate_error(e: BaseException) -> UserError | None:
     from models.errors import StorageError
 
     if isinstance(e, OSError) and e.errno in _WRITE_ERRNOS:
-        where = e.filename or "a file"
+        where = e.filename or (f"to {writing_to}" if writing_to else "a file")
         full = e.errno in (errno.ENOSPC, errno.EDQUOT)
         return StorageError(f"cannot write {where}: {_WRITE_ERRNOS[e.errno]}{_free_space(where, e.errno)}. "
                             f"Nothing already written was removed; {'free some space there, or ' if full else ''}"
@@ -120,7 +133,7 @@ def translate_error(e: BaseException) -> UserError | None:
 def _free_space(path: str, code: int) -> str:
     if code not in (errno.ENOSPC, errno.EDQUOT):
         return ""
-    folder = Path(path)
+    folder = Path(path.removeprefix("to "))
     while not folder.exists() and folder != folder.parent:
         folder = folder.parent
     try:
