@@ -55,9 +55,11 @@ def load_network(ckpt_path):
 
 
 def predict(ckpt_path: str, images: list[str], topk: int = 3, invert: bool = False, auto_invert: bool = True,
-            on_error=None, on_notice=None) -> list[list[tuple[str, float]] | None]:
+            on_error=None, on_notice=None, crop: bool = True) -> list[list[tuple[str, float]] | None]:
     """The top ``topk`` ``(class, probability)`` pairs of each image. A file that cannot be read raises
-    its :class:`ImageError`, or, with ``on_error(name, error)``, is reported there and gets ``None``.
+    its :class:`ImageError`, or, with ``on_error(name, error)``, is reported there and gets ``None``;
+    so does an image with no ink when it is framed (:class:`training.images.NoInkError`). ``crop``: for
+    a grey model of digits (a clear background), frame each image's ink as MNIST's digits were framed.
     ``on_notice(name, text)`` receives the notes about each image's conversion (default: stderr)."""
     import torch
 
@@ -73,12 +75,13 @@ def predict(ckpt_path: str, images: list[str], topk: int = 3, invert: bool = Fal
     state = checkpoint_data_state(ckpt) or {}
     classes = state.get("classes") or [str(i) for i in range(n_classes)]
     background, clear = training_background(state, channels)
+    frame = crop and clear and channels == 1  # not for CIFAR-like (no clear background) or colour models
     on_notice = on_notice or (lambda name, text: print(f"note: {name}: {text}", file=sys.stderr))
     batch, done = [], []
     for name in images:
         try:
             x, notices = decode_image(Path(name), channels, size, background=background, invert=invert,
-                                      auto_invert=auto_invert and clear)
+                                      auto_invert=auto_invert and clear, frame=frame)
         except ImageError as e:
             if on_error is None:
                 raise
@@ -113,25 +116,37 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--invert", action="store_true", help="always invert grey levels")
     parser.add_argument("--no-auto-invert", dest="auto_invert", action="store_false",
                         help="do not invert an image whose border is light for a model of light-on-dark digits")
+    parser.add_argument("--no-crop", dest="crop", action="store_false",
+                        help="classify the whole image (padded to a square and resized), not its ink framed as MNIST's")
     parser.add_argument("--debug", action="store_true", help="show tracebacks")
     args = parser.parse_args(argv)
     if args.debug:
         os.environ["NEOLENET_DEBUG"] = "1"
-    failed = []
+    failed, blank = [], []
 
     def report(name, error):
+        from training.images import NoInkError
+
+        if isinstance(error, NoInkError):  # in place of its classes, on stdout
+            blank.append(name)
+            print(error)
+            return
         failed.append(name)
         print(f"error: {error}", file=sys.stderr)
 
     from training.cli import friendly_errors  # a UserError as one line, exit status 2 (as train.py, eval.py)
 
     with friendly_errors():
-        results = predict(args.checkpoint, args.images, args.topk, args.invert, args.auto_invert, on_error=report)
+        results = predict(args.checkpoint, args.images, args.topk, args.invert, args.auto_invert, on_error=report,
+                          crop=args.crop)
     for name, top in zip(args.images, results):
         if top is not None:
             print(f"{name}: " + ", ".join(f"{c} ({p:.3f})" for c, p in top))
     if failed:
         print(f"error: {len(failed)} of {len(args.images)} file(s) could not be read", file=sys.stderr)
+    if blank:
+        print(f"error: {len(blank)} of {len(args.images)} image(s) had no ink: no answer", file=sys.stderr)
+    if failed or blank:
         sys.exit(1)
 
 
