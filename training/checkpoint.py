@@ -84,14 +84,28 @@ def _blocked(e: Exception) -> str:
 
 
 def _corrupt(path: Path, e: Exception) -> CheckpointError:
-    return CheckpointError(f"checkpoint {path} cannot be read: {_why_unreadable(e)}. Use another checkpoint "
+    return CheckpointError(f"checkpoint {path} cannot be read: {_why_unreadable(e, path)}. Use another checkpoint "
                            f"(e.g. the run's last.ckpt or an epoch_*.ckpt), or copy this one again")
 
 
-def _why_unreadable(e: Exception) -> str:
+def _cut_archive(path: Path) -> bool:
+    """A file that starts as torch's zip archive but is not a whole one (cut short, or damaged)."""
+    import zipfile
+
+    try:
+        with open(path, "rb") as f:
+            head = f.read(4)
+        return head == b"PK\x03\x04" and not zipfile.is_zipfile(path)
+    except OSError:
+        return False
+
+
+def _why_unreadable(e: Exception, path: Path | None = None) -> str:
     """What is wrong with a file torch.load refused, in whole sentences of our own (torch's own
     advice to load with ``weights_only=False`` is never repeated: that would run the file's code)."""
     text = str(e)
+    if path is not None and _cut_archive(path):
+        return "it is truncated or damaged (its archive is incomplete: an interrupted copy or download?)"
     if "central directory" in text or "PytorchStreamReader" in text or "unexpected EOF" in text \
             or isinstance(e, EOFError):
         return "it is truncated or damaged (its archive is incomplete: an interrupted copy or download?)"

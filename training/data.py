@@ -372,7 +372,7 @@ def _unknown_arguments(cls: type, unknown: dict) -> str:
     import inspect
 
     known = sorted({p for c in cls.__mro__ if "__init__" in vars(c)
-                    for p in inspect.signature(c.__init__).parameters if p not in ("self", "kwargs", "unknown")})
+                    for p in inspect.signature(c.__init__).parameters if p not in ("self", "args", "kwargs", "unknown")})
     parts = []
     for key in unknown:
         close = difflib.get_close_matches(key, known, n=1)

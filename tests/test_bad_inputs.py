@@ -1,0 +1,253 @@
+"""Every bad input a user was seen to make (issue 25 §4) gets one line that says what was wrong and
+what to do, exit status 2, and nothing already written is lost. The checks are tested where they
+live (fast), and the entry points end to end on the small generated MNIST (subprocesses)."""
+
+from __future__ import annotations
+
+import errno
+import os
+import subprocess
+from pathlib import Path
+
+import pytest
+import torch
+from omegaconf import OmegaConf
+
+import training.data
+from models.errors import CheckpointError, ConfigError, StorageError
+from tests.conftest import ROOT
+from tests.test_cli import TINY, error_line, run
+from training import cli, memory
+from training.checkpoint import safe_load
+
+# --- the top-level settings ------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("seed", [-1, 2**32, "abc", 1.5, True, None])
+def test_a_seed_outside_what_numpy_takes_is_refused(seed):
+    with pytest.raises(ConfigError, match=r"seed must be an integer from 0 to 4294967295, got"):
+        cli.check_run_config(OmegaConf.create({"seed": seed, "matmul_precision": "high"}))
+
+
+def test_good_seeds_and_a_bad_matmul_precision():
+    for seed in (0, 42, 2**32 - 1):
+        cli.check_run_config(OmegaConf.create({"seed": seed, "matmul_precision": "medium"}))
+    with pytest.raises(ConfigError, match="matmul_precision must be one of highest, high, medium, got 'low'"):
+        cli.check_run_config(OmegaConf.create({"seed": 1, "matmul_precision": "low"}))
+
+
+# --- data modules: explicit arguments, checked against the data --------------------------------
+
+
+def test_a_misspelled_data_argument_is_refused_with_the_closest_name(mnist_root):
+    with pytest.raises(ConfigError, match=r"data\.bacth_size \(did you mean data\.batch_size\?\) is not a setting "
+                                          r"of MNISTDataModule; its settings: augment, batch_size"):
+        training.data.MNISTDataModule(root=str(mnist_root), bacth_size=3)
+    with pytest.raises(ConfigError, match=r"data\.root_dir \(did you mean data\.root\?\), data\.zzz are not settings"):
+        training.data.CIFAR10DataModule(root_dir="x", zzz=1)
+
+
+@pytest.mark.parametrize("key, value, says", [
+    ("in_channels", 3, r"data\.in_channels=3, but MNIST's images have 1 channel"),
+    ("num_classes", 5, r"data\.num_classes=5, but MNIST has 10 classes"),
+    ("image_size", 32, r"data\.image_size=32, but MNIST's images are 28 pixels a side \(to train at another size, "
+                       r"set data\.resize instead\)"),
+])
+def test_a_declared_size_the_data_does_not_have_is_refused_before_training(mnist_root, key, value, says):
+    dm = training.data.MNISTDataModule(root=str(mnist_root), download=False, val_size=50, **{key: value})
+    with pytest.raises(ConfigError, match=says):
+        dm.setup("fit")
+
+
+def test_the_declared_sizes_of_the_data_pass_and_resize_counts(mnist_root):
+    training.data.MNISTDataModule(root=str(mnist_root), download=False, val_size=50, in_channels=1, num_classes=10,
+                                  image_size=28).setup("fit")
+    training.data.MNISTDataModule(root=str(mnist_root), download=False, val_size=50, resize=16,
+                                  image_size=16).setup("fit")
+
+
+def test_a_shift_that_moves_the_image_out_of_its_frame_is_refused(mnist_root):
+    dm = training.data.MNISTDataModule(root=str(mnist_root), download=False, val_size=50, augment=True,
+                                       crop_padding=14)
+    with pytest.raises(ConfigError, match=r"data\.crop_padding=14 shifts MNIST's 28x28 images by up to 14 pixels"):
+        dm.setup("fit")
+    training.data.MNISTDataModule(root=str(mnist_root), download=False, val_size=50, augment=True,
+                                  crop_padding=13).setup("fit")  # below half the image: allowed
+    training.data.MNISTDataModule(root=str(mnist_root), download=False, val_size=50, augment=False,
+                                  crop_padding=100).setup("fit")  # no augmentation: the shift is never used
+
+
+# --- third-party errors that are the user's to fix ---------------------------------------------
+
+
+@pytest.mark.parametrize("code, says", [
+    (errno.ENOSPC, "the disk is full"), (errno.EROFS, "the file system is read-only"),
+    (errno.EACCES, "permission denied"), (errno.ENOTDIR, "a file stands where a folder should be"),
+])
+def test_a_failed_write_is_named_with_its_reason(tmp_path, code, says):
+    e = OSError(code, os.strerror(code), str(tmp_path / "run" / "last.ckpt"))
+    translated = cli.translate_error(e)
+    assert isinstance(translated, StorageError)
+    assert f"cannot write {tmp_path / 'run' / 'last.ckpt'}: {says}" in str(translated)
+    assert "Nothing already written was removed" in str(translated)
+    # wrapped (Lightning and Hydra re-raise) and without a file name: the run folder is named
+    try:
+        try:
+            raise OSError(code, os.strerror(code))
+        except OSError as inner:
+            raise RuntimeError("Error in call to target") from inner
+    except RuntimeError as outer:
+        assert f"cannot write to {tmp_path}: {says}" in str(cli.user_error(outer, tmp_path))
+    assert cli.translate_error(OSError(errno.ENOENT, "no such file")) is None  # not a write error: a traceback
+
+
+def test_a_value_left_open_and_a_missing_gpu_are_named():
+    from lightning.fabric.utilities.exceptions import MisconfigurationException
+    from omegaconf.errors import MissingMandatoryValue
+
+    cfg = OmegaConf.create({"ckpt_path": "???", "data": {"root": "???"}})
+    for key, hint in (("ckpt_path", "ckpt_path=<run>/checkpoints/last.ckpt"), ("data.root", "data.root=<folder>")):
+        with pytest.raises(MissingMandatoryValue) as info:
+            OmegaConf.select(cfg, key, throw_on_missing=True)
+        assert f"{key} must be given" in str(cli.translate_error(info.value)) and hint in str(cli.translate_error(info.value))
+    gpu = cli.translate_error(MisconfigurationException("No supported gpu backend found!"))
+    assert isinstance(gpu, ConfigError) and "use trainer=cpu" in str(gpu)
+
+
+def test_a_full_disk_during_torch_save_is_reported_as_full(tmp_path, monkeypatch):
+    """torch's zip writer says "[enforce fail at inline_container.cc] unexpected pos" on a full
+    disk; atomic_torch_save turns that into ENOSPC (the partial file removed, the old file kept)."""
+    from training import callbacks
+
+    target = tmp_path / "last.ckpt"
+    target.write_bytes(b"the previous checkpoint")
+
+    def full_disk_save(obj, f):
+        f.write(b"partial")
+        raise RuntimeError("[enforce fail at inline_container.cc:672] . unexpected pos 576 vs 534")
+
+    monkeypatch.setattr(callbacks.torch, "save", full_disk_save)
+    monkeypatch.setattr(callbacks, "_disk_full", lambda folder: True)
+    with pytest.raises(OSError) as info:
+        callbacks.atomic_torch_save({"a": 1}, target)
+    assert info.value.errno == errno.ENOSPC and "the disk is full" in str(cli.translate_error(info.value))
+    assert target.read_bytes() == b"the previous checkpoint" and sorted(p.name for p in tmp_path.iterdir()) == ["last.ckpt"]
+    monkeypatch.setattr(callbacks, "_disk_full", lambda folder: False)  # another RuntimeError stays itself
+    with pytest.raises(RuntimeError, match="unexpected pos"):
+        callbacks.atomic_torch_save({"a": 1}, target)
+
+
+# --- checkpoints ----------------------------------------------------------------------------------
+
+
+def test_checkpoint_errors_are_whole_sentences_without_torchs_unsafe_advice(tmp_path):
+    good = tmp_path / "good.ckpt"
+    torch.save({"a": torch.randn(2000)}, good)
+    cut = tmp_path / "cut.ckpt"
+    cut.write_bytes(good.read_bytes()[: good.stat().st_size // 2])
+    with pytest.raises(CheckpointError) as info:
+        safe_load(cut)
+    text = str(info.value)
+    assert "is truncated or damaged" in text and text.endswith("or copy this one again")
+    assert "weights_only" not in text and "high likelihood" not in text
+
+    class Unsafe:  # an object whose loading would run code
+        def __reduce__(self):
+            return (os.getcwd, ())
+
+    evil = tmp_path / "evil.ckpt"
+    torch.save({"x": Unsafe()}, evil)
+    with pytest.raises(CheckpointError) as info:
+        safe_load(evil)
+    assert "weights_only=False" not in str(info.value) and "could run code" in str(info.value)
+
+
+# --- memory ---------------------------------------------------------------------------------------
+
+
+def test_a_batch_that_cannot_fit_is_refused_before_it_is_allocated(monkeypatch):
+    net = torch.nn.Sequential(torch.nn.Conv2d(1, 8, 3, padding=1), torch.nn.ReLU(), torch.nn.Flatten(),
+                              torch.nn.Linear(8 * 28 * 28, 10))
+    image = torch.zeros(1, 28, 28)
+    per_image = memory.activation_bytes_per_image(net, image)
+    assert per_image == 4 * (8 * 28 * 28 * 3 + 10 + 28 * 28)  # conv, relu, flatten, linear outputs + the input
+    monkeypatch.setattr(memory, "available_bytes", lambda device: 1000 * per_image * memory.TRAIN_FACTOR)
+    memory.check_batches_fit(net, image, {"data.batch_size": (1000, 55000)}, torch.device("cpu"))  # just fits
+    with pytest.raises(ConfigError, match=r"data\.batch_size=10000000 \(the whole split: 55,000 images\) needs about "
+                                          r".* GiB .* Use data\.batch_size=512 or less"):
+        memory.check_batches_fit(net, image, {"data.batch_size": (10_000_000, 55000)}, torch.device("cpu"))
+    memory.check_batches_fit(net, image, {"data.batch_size": (10_000_000, 900)}, torch.device("cpu"))  # the split fits
+    monkeypatch.undo()
+    assert memory.available_bytes(torch.device("cpu")) > 0  # /proc/meminfo is read on Linux
+
+
+# --- the entry points, end to end ------------------------------------------------------------------
+
+
+def eval_config(**values):
+    return OmegaConf.create({"ckpt_path": "x.ckpt", "data": None, **values})
+
+
+def test_eval_refuses_what_would_not_change_what_it_evaluates():
+    from eval import check_eval_config
+
+    check_eval_config(eval_config())
+    with pytest.raises(ConfigError, match="ckpt_path must be given"):
+        check_eval_config(OmegaConf.create({"ckpt_path": "???", "data": None}))
+    with pytest.raises(ConfigError, match="evaluates the network saved in the checkpoint"):
+        check_eval_config(eval_config(model={"model": "lenet5"}))
+    with pytest.raises(ConfigError, match=r"data\.root without a data set: .* data_root=<folder>"):
+        check_eval_config(eval_config(data={"root": "/data"}))
+
+
+@pytest.fixture(scope="module")
+def logs(tmp_path_factory, mnist_root):
+    return tmp_path_factory.mktemp("logs")
+
+
+@pytest.mark.parametrize("script, args, says", [
+    ("train.py", ["seed=abc"], "seed must be an integer from 0 to 4294967295, got 'abc'"),
+    ("train.py", ["trainer=gpu"], "this machine has no GPU that PyTorch can use"),
+    ("train.py", ["model=neocognitron_fukushima", "trainer.max_epochs=1"], "use trainer.max_epochs=3"),
+    ("train.py", ["model.optimizer.lr=1e9", "data.augment=false"], "no checkpoint had been written yet"),
+    ("eval.py", [], "ckpt_path must be given"),
+    ("eval.py", ["ckpt_path=x.ckpt", "model=lenet5"], "evaluates the network saved in the checkpoint"),
+])
+def test_each_bad_input_ends_with_one_line_and_status_2(script, args, says, logs, mnist_root):
+    if torch.cuda.is_available() and "trainer=gpu" in args:
+        pytest.skip("this machine has a GPU")
+    own_model = any(a.startswith("model=") for a in args)
+    tiny = [a for a in TINY if not (own_model and a.startswith("model"))]
+    base = [*tiny, f"data.root={mnist_root}"] if script == "train.py" else []
+    r = run(script, [*base, *args], logs / script, timeout=240)
+    assert r.returncode == 2, r.stderr[-2000:]
+    assert says in error_line(r)
+
+
+def test_a_log_dir_that_is_a_file_is_named_and_left_as_it_was(tmp_path, mnist_root):
+    blocker = tmp_path / "logs"
+    blocker.write_text("a file the user keeps")
+    r = run("train.py", [*TINY, f"data.root={mnist_root}"], blocker)
+    assert r.returncode == 2 and "a file stands where a folder should be" in error_line(r)
+    assert blocker.read_text() == "a file the user keeps"
+
+
+def _mount_tmpfs(where: Path, size: str, *options: str) -> bool:
+    where.mkdir(parents=True, exist_ok=True)
+    opts = ",".join((f"size={size}", *options))
+    return subprocess.run(["mount", "-t", "tmpfs", "-o", opts, "tmpfs", str(where)], capture_output=True).returncode == 0
+
+
+@pytest.mark.parametrize("kind", ["full", "read-only"])
+def test_a_full_or_read_only_disk_is_named_end_to_end(tmp_path, mnist_root, kind):
+    """On a real small file system (tmpfs, where this machine lets a test mount one): the run
+    ends with the one line naming the disk as full (or read-only), exit status 2."""
+    disk = tmp_path / "disk"
+    if os.geteuid() != 0 or not _mount_tmpfs(disk, "40k", *(("ro",) if kind == "read-only" else ())):
+        pytest.skip("cannot mount a small file system here")
+    try:
+        r = run("train.py", [*TINY, f"data.root={mnist_root}", f"hydra.run.dir={disk / 'run'}"], tmp_path / "logs")
+        says = "the disk is full" if kind == "full" else "the file system is read-only"
+        assert r.returncode == 2 and says in error_line(r)
+    finally:
+        subprocess.run(["umount", str(disk)], capture_output=True)
