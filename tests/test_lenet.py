@@ -78,6 +78,16 @@ def test_lenet4_parameter_count_near_paper():
     assert m.layer_params()["C1"] == 4 * 26 and m.layer_params()["S2"] == 8 * 2
 
 
+def test_lenet4_parameter_count_is_exactly_that_of_its_tables():
+    """Each layer's count from its connection table (kernels x 25 + one bias per map or unit):
+    one extra parameter anywhere fails (a tolerance of 100 let 25 through)."""
+    c3 = sum(len(r) for r in L.LENET4_C3_TABLE) * 25 + len(L.LENET4_C3_TABLE)
+    c5 = sum(len(r) for r in L.LENET4_C5_TABLE) * 25 + len(L.LENET4_C5_TABLE)
+    expected = {"C1": 4 * 26, "S2": 8 * 2, "C3": c3, "S4": 16 * 2, "C5": c5, "output": 10 * 121}
+    m = get_model("lenet4")
+    assert m.layer_params() == expected and n_params(m) == sum(expected.values()) == 16_998
+
+
 def test_lenet5_cifar_builds_and_counts_colour_c1():
     m = get_model("lenet5", in_channels=3, input_size=32)
     assert m.layer_params()["C1"] == 6 * (3 * 25 + 1)
@@ -106,6 +116,23 @@ def test_c3_table_is_table_one():
     assert t[12] == (0, 1, 3, 4) and t[13] == (1, 2, 4, 5) and t[14] == (0, 2, 3, 5)
     assert sorted(t[15]) == list(range(6))
     assert sum(len(r) for r in t) == 60
+
+
+# Table I of [1998] as printed: a row per S2 map, a column per C3 map (0-15), X where connected.
+TABLE_I = """
+X...XXX..XXXX.XX
+XX...XXX..XXXX.X
+XXX...XXX..X.XXX
+.XXX..XXXX..X.XX
+..XXX..XXXX.XX.X
+...XXX..XXXX.XXX
+"""
+
+
+def test_every_row_of_table_one():
+    rows = TABLE_I.split()
+    printed = [tuple(r for r in range(6) if rows[r][o] == "X") for o in range(16)]
+    assert [tuple(sorted(c)) for c in L.LENET5_C3_TABLE] == printed
 
 
 def test_table_conv_equals_per_map_reference():
@@ -389,3 +416,22 @@ def test_lenet5_paper_experiment_trains_with_sdlm_and_hessian_callback(mnist_roo
     rows = list(csv.DictReader(open(tmp_path / "csv" / "metrics.csv")))
     lrs = [float(r["lr-SDLM"]) for r in rows if r.get("lr-SDLM")]
     assert lrs[:2] == [5e-4, 5e-4]  # the paper's first two passes
+
+
+def test_trainable_subsampling_is_the_block_sum_times_a_coefficient_plus_a_bias():
+    """[1998] II.B: the four inputs are added, multiplied by a trainable coefficient and added to
+    a trainable bias (per map); worked by hand on a 4x4 map, so a block mean, or a coefficient
+    or bias shared across maps, fails."""
+    from models.lenet_layers import Subsample
+
+    s = Subsample("S2", 2, "trainable")
+    with torch.no_grad():
+        s.coef.copy_(torch.tensor([2.0, -1.0]))
+        s.bias.copy_(torch.tensor([0.5, 3.0]))
+    x = torch.arange(32, dtype=torch.float32).view(1, 2, 4, 4)
+    # map 0's top-left block is 0, 1, 4, 5 (sum 10); map 1's is 16, 17, 20, 21 (sum 74)
+    out = s(x)
+    assert out[0, 0, 0, 0].item() == 10 * 2.0 + 0.5 and out[0, 1, 0, 0].item() == 74 * -1.0 + 3.0
+    sums = x.view(1, 2, 2, 2, 2, 2).sum(dim=(3, 5))  # every block's sum
+    expected = sums * torch.tensor([2.0, -1.0]).view(1, 2, 1, 1) + torch.tensor([0.5, 3.0]).view(1, 2, 1, 1)
+    torch.testing.assert_close(out, expected)

@@ -576,6 +576,19 @@ def test_the_package_reexports_every_public_name_of_its_modules():
     assert all(hasattr(ops, name) for name in ops.__all__)
 
 
+@pytest.mark.parametrize("padding", [(1, 3), (3, 0), (2, 1)])
+def test_symmetric_padding_with_different_rows_and_columns_matches_torch(padding):
+    """``(P_H, P_W)`` with P_H != P_W on a non-square input: a swap of the two (or of rows and
+    columns anywhere in the argument handling) fails here."""
+    torch.manual_seed(0)
+    x, w, b = torch.randn(2, 3, 9, 13), torch.randn(4, 3, 3, 5), torch.randn(4)
+    ref = F.conv2d(x, w, b, 1, padding)
+    assert ops.direct_conv2d(x, w, b, 1, padding).shape == ref.shape
+    torch.testing.assert_close(ops.direct_conv2d(x, w, b, 1, padding), ref)
+    assert_close_f32(ops.scan_conv2d(x, w, b, 1, padding), ref)
+    assert_close_f32(ops.fft_conv2d(x, w, b, 1, padding), ref)
+
+
 @pytest.mark.parametrize("name, home", [("SCAN_CHUNK_ELEMENTS", "conv"), ("FFT_GROUP_ELEMENTS", "conv"),
                                         ("AUTO_MARGIN", "auto")])
 def test_a_setting_is_read_and_set_on_its_home_module_only(monkeypatch, name, home):
