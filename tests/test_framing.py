@@ -255,3 +255,134 @@ def test_real_mnist_digits_framed_read_within_3_points_of_their_crops(framing):
     plain = right([decoded(im, False) for im in images])
     print(f"MNIST {framing}: crops {crops:.1f}%, framed {framed:.1f}%, --no-crop {plain:.1f}%")
     assert framed >= crops - 3 and plain < framed - 20
+
+
+# --- the framing itself, by hand -----------------------------------------------------------------
+
+
+def test_a_rectangle_of_ink_lands_centred_with_its_longer_side_20_pixels():
+    a = np.full((120, 90), 200, np.uint8)
+    a[10:90, 50:90] = 30  # a dark outline 80 high and 40 wide (a "0"), against the right edge
+    a[16:84, 56:84] = 200
+    found = find_ink(a.astype(np.float32))
+    assert found["dark"] and found["box"] == (50, 10, 89, 89)
+    x, (w, h), _ = frame_digit(found["strength"], found["box"], normalize_stroke=False)
+    rows, cols = (x > 0.5).nonzero().unbind(1)
+    assert (w, h) == (10, 20) and int(rows.max() - rows.min()) == 19 and int(cols.max() - cols.min()) == 9
+    # centred: rows 4..23, columns 9..18 (a pixel either way where the light under it is uneven)
+    assert np.abs(np.subtract((int(rows.min()), int(cols.min())), (4, 9))).max() <= 1
+    _, notes = decode_image(Image.fromarray(a), 1, 28, auto_invert=True, frame=True)
+    assert notes[0].startswith("cropped the dark ink (50,10)-(89,89) of 90x120, scaled to ")
+    assert "centred by its centre of mass in 28x28, as MNIST's digits, inverted to light ink on dark" in notes[0]
+    field, (w, h), _ = frame_digit(np.ones((80, 40), np.float32), (0, 0, 39, 79), size=56, normalize_stroke=False)
+    rows, cols = (field > 0.5).nonzero().unbind(1)
+    assert (h, w) == (40, 20) and (int(rows.min()), int(rows.max()), int(cols.min()), int(cols.max())) == (8, 47, 18, 37)
+
+
+def test_the_centre_of_mass_not_the_box_is_centred():
+    s = np.zeros((60, 60), np.float32)
+    s[10:50, 10:14] = 1.0  # an L: a tall bar and a heavy foot
+    s[40:50, 10:50] = 1.0
+    found = find_ink(s * 255, "light")
+    assert found["box"] == (10, 10, 49, 49)
+    field, _, _ = frame_digit(found["strength"], found["box"], normalize_stroke=False)
+    ys, xs = torch.meshgrid(torch.arange(28.0), torch.arange(28.0), indexing="ij")
+    m = float(field.sum())
+    assert abs(float((field * ys).sum()) / m - 13.5) <= 0.5 and abs(float((field * xs).sum()) / m - 13.5) <= 0.5
+
+
+def test_specks_of_noise_and_faint_grid_lines_are_not_ink():
+    rng = np.random.default_rng(0)
+    a = np.full((200, 200), 210.0) + rng.normal(0, 4, (200, 200))
+    a[::20, :] -= 40  # faint lines of squared paper
+    a[:, ::20] -= 40
+    a[60:140, 90:100] = 40  # the digit: a "1"
+    a[5, 190], a[180, 10] = 20, 20  # specks
+    found = find_ink(a.clip(0, 255))
+    assert found["dark"] and np.abs(np.subtract(found["box"], (90, 60, 99, 139))).max() <= 1  # lines touch it
+
+
+@pytest.mark.parametrize("kind", ["black", "white", "grey", "transparent", "faint noise"])
+def test_an_image_with_no_ink_gives_no_answer(kind):
+    rng = np.random.default_rng(0)
+    img = {"black": Image.new("L", (64, 64), 0), "white": Image.new("L", (64, 48), 255),
+           "grey": Image.new("RGB", (30, 30), (120, 130, 140)), "transparent": Image.new("RGBA", (50, 50), (0, 0, 0, 0)),
+           "faint noise": Image.fromarray((200 + rng.normal(0, 3, (80, 80))).clip(0, 255).astype(np.uint8))}[kind]
+    with pytest.raises(NoInkError, match="the image: no ink found \\(a blank image\\): no answer"):
+        decode_image(img, 1, 28, auto_invert=True, frame=True)
+    x, _ = decode_image(img, 1, 28, auto_invert=True)  # without framing (--no-crop): as before, classified
+    assert x.shape == (1, 28, 28)
+
+
+# --- files: damaged, huge -------------------------------------------------------------------------
+
+
+def test_a_damaged_png_is_an_error_naming_the_file(tmp_path):
+    a = (np.random.default_rng(0).random((64, 64)) * 255).astype(np.uint8)
+    good = tmp_path / "good.png"
+    Image.fromarray(a).save(good)
+    data = good.read_bytes()
+    truncated, flipped = tmp_path / "truncated.png", tmp_path / "flipped.png"
+    truncated.write_bytes(data[:len(data) // 2])
+    i = data.index(b"IDAT") + 40
+    flipped.write_bytes(data[:i] + bytes([data[i] ^ 0x01]) + data[i + 1:])
+    for bad in (truncated, flipped):
+        with pytest.raises(ImageError, match=f"{bad} is not an image that can be read"):
+            decode_image(bad, 1, 28)
+    assert decode_image(good, 1, 28)[0].shape == (1, 28, 28)
+
+
+def test_past_pillows_decompression_bomb_limit_is_one_line(tmp_path, monkeypatch):
+    path = tmp_path / "big.png"
+    Image.new("L", (300, 300), 255).save(path)
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 20000)  # 90,000 pixels is past twice the limit
+    with pytest.raises(ImageError, match=f"{path} is too large to read: Image size \\(90000 pixels\\) exceeds limit"):
+        decode_image(path, 1, 28)
+
+
+def test_a_huge_strip_is_reduced_as_it_is_read_in_bounded_memory(tmp_path):
+    """A 500x50000 PNG (25 million pixels; once padded to 50000x50000 floats, 10 GB) with a digit at
+    one end: read reduced, framed, and the process grows by far less than 500 MB."""
+    x, _ = digits_28()
+    a = np.full((500, 50000), 230, np.uint8)
+    a[50:450, 100:500] = 230 - np.asarray(Image.fromarray(x[0]).resize((400, 400), Image.BICUBIC)).astype(int) * 200 // 255
+    path = tmp_path / "strip.png"
+    Image.fromarray(a).save(path, compress_level=1)
+    del a
+    probe = ("import resource, sys, torch\nfrom training.images import decode_image\n"
+             "before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss\n"
+             "for frame in (True, False):\n    x, notes = decode_image(sys.argv[1], 1, 28, auto_invert=True, frame=frame)\n"
+             "    print(notes)\n"
+             "peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss\n"
+             "print('peak_mb', peak / 1024, 'after_imports_mb', before / 1024, 'grew_mb', (peak - before) / 1024)\n")
+    r = subprocess.run([sys.executable, "-c", probe, str(path)], cwd=ROOT, capture_output=True, text=True, timeout=120,
+                       env={**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)})
+    assert r.returncode == 0, r.stderr[-2000:]
+    grew = float(r.stdout.split("grew_mb")[1])
+    print(r.stdout)
+    assert grew < 200, r.stdout
+    assert "reduced from 50000x500 to 2000x20 as it was read" in r.stdout and "cropped the dark ink (" in r.stdout
+
+
+# --- predict.py ------------------------------------------------------------------------------------
+
+from tests.test_images import ckpt, run_predict  # noqa: E402,F401  (the tiny trained checkpoint)
+
+
+def test_predict_frames_says_so_and_no_crop_keeps_the_whole_image(ckpt, tmp_path, capsys):  # noqa: F811
+    x, _ = digits_28()
+    rng = np.random.default_rng(1)
+    photo_path, blank = tmp_path / "photo.jpg", tmp_path / "blank.png"
+    photo(x[3], rng).save(photo_path)
+    Image.new("L", (64, 64), 255).save(blank)
+    code, out, err = run_predict(capsys, ckpt, photo_path, blank)
+    assert code == 1
+    assert out.splitlines()[0] == f"{blank}: no ink found (a blank image): no answer"
+    assert out.splitlines()[1].startswith(f"{photo_path}: ")
+    assert f"note: {photo_path}: cropped the dark ink (" in err and "as MNIST's digits" in err
+    assert "error: 1 of 2 image(s) had no ink: no answer" in err and "Traceback" not in err
+    code, out, err = run_predict(capsys, ckpt, photo_path, blank, "--no-crop")  # as before framing existed
+    assert code == 0 and len(out.splitlines()) == 2 and "cropped" not in err
+    assert f"note: {photo_path}: padded from 240x200 to 240x240 with black" in err
+    old = decode_image(photo_path, 1, 28, background=0, auto_invert=True)[0]
+    assert torch.equal(old, decode_image(photo_path, 1, 28, background=0, auto_invert=True, frame=False)[0])

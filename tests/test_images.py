@@ -169,19 +169,20 @@ def test_16_bit_pngs_get_the_prediction_of_their_8_bit_version(ckpt, digits, tmp
 
 
 def test_a_dark_digit_on_paper_is_inverted_unless_told_not_to(ckpt, digits, tmp_path, capsys):
+    """The whole-image path (--no-crop); framing finds the ink's polarity itself (tests/test_framing.py)."""
     d = digits[0][5]
     light_on_dark = save(d, tmp_path / "mnist_style.png")
     on_paper = save(255 - d, tmp_path / "pen_on_paper.png")
-    code, out, err = run_predict(capsys, ckpt, light_on_dark, on_paper, "--topk", "10")
+    code, out, err = run_predict(capsys, ckpt, light_on_dark, on_paper, "--topk", "10", "--no-crop")
     assert code == 0
     a, b = out.splitlines()
     assert probabilities(a) == probabilities(b)  # the same digit once inverted
     assert f"note: {on_paper}: inverted: its border is light" in err and "--no-auto-invert" in err
     assert f"note: {light_on_dark}" not in err
-    code, out, err = run_predict(capsys, ckpt, light_on_dark, on_paper, "--topk", "10", "--no-auto-invert")
+    code, out, err = run_predict(capsys, ckpt, light_on_dark, on_paper, "--topk", "10", "--no-auto-invert", "--no-crop")
     a, b = out.splitlines()
     assert probabilities(a) != probabilities(b) and "inverted" not in err
-    code, out, err = run_predict(capsys, ckpt, on_paper, "--topk", "10", "--invert")  # forced, as before
+    code, out, err = run_predict(capsys, ckpt, on_paper, "--topk", "10", "--invert", "--no-crop")  # forced, as before
     assert probabilities(out.strip()) == probabilities(a)
 
 
@@ -227,7 +228,7 @@ def test_predict_scores_as_the_classifier_does_without_lightning(ckpt, digits, t
     path = tmp_path / "flip.ckpt"
     torch.save(saved, path)
     files = [save(digits[0][i], tmp_path / f"{i}.png") for i in range(4)]
-    ours = predict_script.predict(str(path), [str(f) for f in files], topk=10)
+    ours = predict_script.predict(str(path), [str(f) for f in files], topk=10, crop=False)
     model, _ = Classifier.load_with_checkpoint(path)
     x = MNISTDataModule(root=str(tmp_path), normalize="standard").transform(torch.from_numpy(digits[0][:4])[:, None])
     with torch.no_grad():

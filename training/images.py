@@ -107,7 +107,7 @@ def _paper(a, q: float):
     """The paper's grey level at each pixel of ``a``: :func:`_blocks` with tiles an eighth of the short
     side, interpolated (bilinear) back to the image's size. Follows uneven light and ignores the ink,
     which covers less than ``100 - q`` percent of each neighbourhood of 3x3 tiles."""
-    block = max(2, min(a.shape) // 8)
+    block = max(4, min(a.shape) // 8)
     grid = torch.from_numpy(_blocks(a, block, q).astype("float32"))[None, None]
     return F.interpolate(grid, size=a.shape, mode="bilinear", align_corners=False)[0, 0].numpy()
 
@@ -163,8 +163,8 @@ def find_ink(grey, ink: str = "auto"):
 
     The paper's level is found robustly to uneven light and noise: a map of block percentiles
     (:func:`_paper`) is subtracted, the noise is measured by the median absolute deviation of what is
-    left, and the ink is the side of the paper (darker or lighter) with the larger mass of strong
-    departures (``ink="dark"`` or ``"light"`` decides it). Ink is what departs from the paper by more
+    left; the ink is darker than the paper when the border's median grey level is light, as
+    :func:`decode_image`'s ``auto_invert`` decides (``ink="dark"`` or ``"light"`` decides it). Ink is what departs from the paper by more
     than Otsu's threshold, 4 noise deviations and 40% of the strongest mark (so that the faint lines of
     squared paper are not ink); 8-connected pieces of ink with less than 5% of the largest piece's
     area (specks of noise) are dropped. No ink: the strongest mark is below :data:`MIN_CONTRAST` grey
@@ -173,11 +173,10 @@ def find_ink(grey, ink: str = "auto"):
     import numpy as np
 
     a = np.ascontiguousarray(grey, dtype=np.float32)
-    if ink == "auto":
-        r = _smooth(a - _paper(a, 50))
-        noise = 1.4826 * float(np.median(np.abs(r)))
-        strong = max(6 * noise, MIN_CONTRAST)
-        dark = float((-r)[r < -strong].sum()) > float(r[r > strong].sum())
+    if ink == "auto":  # as decode_image's auto_invert: the border is paper; light paper, dark ink
+        band = max(1, min(a.shape) // 32)
+        dark = float(np.median(np.concatenate([a[:band].ravel(), a[-band:].ravel(), a[:, :band].ravel(),
+                                                a[:, -band:].ravel()]))) > 127.5
     else:
         dark = ink == "dark"
     # the paper from the side away from the ink: right under a thick stroke when the ink covers < 75%
@@ -203,7 +202,9 @@ def find_ink(grey, ink: str = "auto"):
     keep = torch.from_numpy((sizes >= 0.05 * sizes.max())[lab].astype(np.float32))[None, None]
     keep = F.interpolate(keep, scale_factor=k, mode="nearest")[:, :, :a.shape[0], :a.shape[1]] * wt
     ink_px = keep[0, 0].numpy() > 0
-    ys, xs = np.nonzero(ink_px)
+    ys, xs = np.nonzero(ink_px & (v > low))
+    if len(ys) == 0:
+        ys, xs = np.nonzero(ink_px)
     around = F.max_pool2d(keep, 3, stride=1, padding=1)[0, 0].numpy() > 0  # and the strokes' grey edges
     full = float(np.percentile(v[ink_px & strong], 90)) if (ink_px & strong).any() else top
     floor = min(3 * noise, 0.5 * full)
