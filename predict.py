@@ -1,6 +1,13 @@
 """Classify image files with a trained checkpoint and print the top classes.
 
-    python predict.py <checkpoint>.ckpt digit.png photo.jpg [--topk 3] [--invert | --no-auto-invert]
+    python predict.py <checkpoint>.ckpt digit.png photo.jpg [--topk 3] [--invert | --no-auto-invert] [--no-crop]
+
+For a grey model of digits (a clear background, as MNIST's), each image's ink is framed as MNIST's
+digits were (LeCun et al. 1998, section III.A): the paper's level is removed (uneven light, noise),
+the ink's bounding box is scaled to 20x20 keeping its aspect ratio and centred by its centre of mass
+in 28x28 (``training.images.find_ink``, ``frame_digit``), with a note; an image with no ink prints
+``name: no ink found (a blank image): no answer`` and the exit status is then 1. ``--no-crop``, and
+models without a clear background or of colour, take the whole image as follows.
 
 Any size, grey or colour, 8 or 16 bits, with or without transparency: each image is converted to
 the channel count and size the model was trained on (a non-square one is padded to a square with
