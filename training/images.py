@@ -32,7 +32,7 @@ from models.errors import ImageError
 NORMALIZATIONS = ("standard", "lecun", "unit")
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp"}
 LUMA = (0.299, 0.587, 0.114)  # ITU-R 601-2, as PIL's convert("L")
-DECODER_VERSION = 2  # part of the image-folder cache key: a changed decoder rebuilds old caches
+DECODER_VERSION = 3  # part of the image-folder cache key: a changed decoder rebuilds old caches (3: images over 2048 px reduced as read)
 
 
 # the data modules whose images are light strokes on black
