@@ -139,6 +139,10 @@ def main(argv: list[str] | None = None) -> None:
             print(error)
             return
         failed.append(name)
+        if args.debug:  # --debug: the traceback too
+            import traceback
+
+            traceback.print_exception(error, file=sys.stderr)
         print(f"error: {error}", file=sys.stderr)
 
     from training.cli import friendly_errors  # a UserError as one line, exit status 2 (as train.py, eval.py)

@@ -251,3 +251,15 @@ def test_a_full_or_read_only_disk_is_named_end_to_end(tmp_path, mnist_root, kind
         assert r.returncode == 2 and says in error_line(r)
     finally:
         subprocess.run(["umount", str(disk)], capture_output=True)
+
+
+from tests.test_images import ckpt, run_predict  # noqa: E402,F401  (the tiny trained checkpoint)
+
+
+def test_predict_debug_shows_the_traceback_of_an_unreadable_file(ckpt, tmp_path, capsys):  # noqa: F811
+    bad = tmp_path / "bad.png"
+    bad.write_text("not an image")
+    code, _, err = run_predict(capsys, ckpt, bad)
+    assert code == 1 and "Traceback" not in err and f"error: {bad} is not an image" in err
+    code, _, err = run_predict(capsys, ckpt, bad, "--debug")
+    assert code == 1 and "Traceback (most recent call last)" in err and f"error: {bad} is not an image" in err
