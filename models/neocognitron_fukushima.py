@@ -43,7 +43,7 @@ normalisation of the data module works; colour is averaged to one plane):
   ``v >= active * max v``) generates a plane whose weights are the input there (one per pattern
   at most, up to ``max_planes``). By default (``frozen_ais: true``) this is the papers' AiS:
   there is no competition, and a generated plane's input connections never change. With
-  ``frozen_ais: false`` it is AiS *plus competition*, this code's rule before issue 17: every
+  ``frozen_ais: false`` it is AiS *plus competition* (an option, not the papers' rule): every
   plane, generated ones included, goes on learning by the seed-cell competition of 1980/2003 (in
   each S-column, all planes x a 3x3 neighbourhood, the largest cell is a candidate seed; each
   plane takes at most its strongest seed per pattern and adds the seed's normalised input to its
@@ -67,7 +67,7 @@ normalisation of the data module works; colour is averaged to one plane):
   vector stays the pattern it was made from). No threshold enters recognition: in the papers
   US4's recognition selectivity only decides when the network rejects a pattern (every cell
   silent), which a classifier that always answers does not do, so ``thetas`` has no US4 value (a
-  4th one, from configs and checkpoints of before, is ignored with a FutureWarning).
+  4th one, as older configs and checkpoints hold, is ignored with a FutureWarning).
 
 How the default settings were found, with the figures, is told in
 ``docs/neocognitron_fukushima.md``.
@@ -122,7 +122,7 @@ class FukushimaNeocognitron(nn.Module):
         self.n_orient = check_int(w, "n_orient", n_orient)
         ug_kernel = check_int(w, "ug_kernel", ug_kernel)
         if not isinstance(thetas, (str, bytes)) and hasattr(thetas, "__len__") and len(thetas) == 4:
-            # configs and checkpoints of before, when US4 had a recognition selectivity that nothing read
+            # older configs and checkpoints give US4 a recognition selectivity that nothing reads
             check_number(w, "thetas[3]", thetas[3], lo_open=True, hi=1.0)
             warnings.warn(f"{w}: thetas has a 4th value, {thetas[3]!r} (US4's recognition selectivity, which "
                           "nothing used): ignored; give thetas for US1..US3 only", FutureWarning, stacklevel=4)
@@ -366,8 +366,8 @@ def neocognitron_fukushima(
 ) -> nn.Module:
     """Fukushima's self-organised Neocognitron (no backprop); see :mod:`models.neocognitron_fukushima`.
 
-    ``thetas`` are the recognition selectivities of US1..US3 (a 4th value, from configs and
-    checkpoints of before, is checked and ignored with a FutureWarning) and ``thetas_learn`` the
+    ``thetas`` are the recognition selectivities of US1..US3 (a 4th value, as older configs and
+    checkpoints hold, is checked and ignored with a FutureWarning) and ``thetas_learn`` the
     higher learning ones of US2..US4; ``max_planes`` caps US2 and US3; ``learn_limit`` is the
     number of training patterns US2 and US3 learn from (``null``: the whole epoch);
     ``frozen_ais``: US2 and US3 grow by Add-if-Silent alone, a generated plane never changing

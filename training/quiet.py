@@ -51,7 +51,7 @@ _FILTER = _DropKnownRecords()
 def _lightning_console() -> None:
     """Lightning's messages on stderr as plain lines, as when it is imported before Hydra sets up
     logging: on its first import Lightning gives its loggers a console handler of their own only
-    if the root logger has none yet, and the entry points now import it after Hydra has given the
+    if the root logger has none yet, and the entry points import it after Hydra has given the
     root logger its handlers (which would print each message twice, once prefixed with "INFO:")."""
     if logging.getLogger().hasHandlers():
         return
