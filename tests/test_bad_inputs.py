@@ -263,3 +263,66 @@ def test_predict_debug_shows_the_traceback_of_an_unreadable_file(ckpt, tmp_path,
     assert code == 1 and "Traceback" not in err and f"error: {bad} is not an image" in err
     code, _, err = run_predict(capsys, ckpt, bad, "--debug")
     assert code == 1 and "Traceback (most recent call last)" in err and f"error: {bad} is not an image" in err
+
+
+# --- found by benchmarks/bench_inputs.py -------------------------------------------------------
+
+
+@pytest.mark.parametrize("key, value, says", [
+    ("test", "maybe", "test must be true or false (test the best checkpoint after fitting), got 'maybe'"),
+    ("record", [1], "record must be null or a name of letters, digits, '_', '-' or '.'"),
+    ("record", "a/b", "record must be null or a name of letters, digits"),
+])
+def test_train_pys_own_switches_are_checked_before_the_run(key, value, says):
+    cfg = OmegaConf.create({"seed": 1, "matmul_precision": "high", "test": True, "record": None})
+    cli.check_run_config(cfg)
+    cfg[key] = value
+    with pytest.raises(ConfigError) as info:
+        cli.check_run_config(cfg)
+    assert str(info.value).startswith(says)
+
+
+def test_a_train_subset_larger_than_the_training_split_is_refused(mnist_root):
+    dm = training.data.MNISTDataModule(root=str(mnist_root), download=False, val_size=1000, train_subset=600)
+    with pytest.raises(ConfigError, match=r"data\.train_subset=600, but the training split has 500 images \(of 1500, "
+                                          r"data\.val_size=1000 held out for validation\): use data\.train_subset=500"):
+        dm.setup("fit")
+    training.data.MNISTDataModule(root=str(mnist_root), download=False, val_size=1000, train_subset=500).setup("fit")
+
+
+def test_a_tensor_too_large_to_allocate_names_the_settings_that_make_it():
+    """A network built for data.resize=100000 asks torch's allocator for 600 GB: one line, not Hydra's exit 1."""
+    cpu = RuntimeError("[enforce fail at alloc_cpu.cpp:127] err == 0. DefaultCPUAllocator: can't allocate memory: you "
+                       "tried to allocate 639974400256 bytes. Error code 12 (Cannot allocate memory)")
+    text = str(cli.translate_error(cpu))
+    assert text.startswith("not enough memory: a tensor of 596.0 GiB could not be allocated on the CPU") and "data.resize" in text
+    gpu = cli.translate_error(RuntimeError("CUDA out of memory. Tried to allocate 20.00 GiB (GPU 0; 79.15 GiB total)"))
+    assert isinstance(gpu, ConfigError) and "a tensor of 20.00 GiB could not be allocated on the GPU" in str(gpu)
+    assert cli.translate_error(RuntimeError("mat1 and mat2 shapes cannot be multiplied")) is None
+    try:  # torch's own error, wrapped as Hydra's instantiate wraps it
+        try:
+            torch.empty(2**62, dtype=torch.uint8)
+        except RuntimeError as inner:
+            raise RuntimeError("Error in call to target 'training.module.Classifier'") from inner
+    except RuntimeError as outer:
+        assert str(cli.user_error(outer)).startswith("not enough memory: a tensor of 4294967296.0 GiB")
+
+
+def test_a_single_class_is_refused_by_the_data_module_before_the_model_is_built(mnist_root):
+    with pytest.raises(ConfigError, match=r"data\.num_classes must be at least 2 \(a classifier tells two classes apart"):
+        training.data.MNISTDataModule(root=str(mnist_root), num_classes=1)
+    training.data.MNISTDataModule(root=str(mnist_root), num_classes=10)
+
+
+def test_more_cpu_training_processes_than_cores_are_refused(monkeypatch):
+    """trainer.devices=64 on a 2-core machine started 64 copies of the run, which filled the
+    memory until the kernel's out-of-memory killer ended them (and others)."""
+    monkeypatch.setattr(cli, "_cpu_count", lambda: 2)
+    with pytest.raises(ConfigError, match=r"trainer\.devices=64 starts 64 training processes on the CPU, but this "
+                                          r"machine has 2 core\(s\): use trainer\.devices=2 or less"):
+        cli.check_trainer_config(OmegaConf.create({"accelerator": "cpu", "devices": 64}))
+    cli.check_trainer_config(OmegaConf.create({"accelerator": "cpu", "devices": 4}))  # trainer=ddp: a few are fine
+    monkeypatch.setattr(cli, "_cpu_count", lambda: 1)
+    cli.check_trainer_config(OmegaConf.create({"accelerator": "auto", "devices": 2}))
+    cli.check_trainer_config(OmegaConf.create({"accelerator": "gpu", "devices": 64}))  # Lightning counts GPUs
+    cli.check_trainer_config(OmegaConf.create({"accelerator": "cpu", "devices": 8, "num_nodes": 4}))

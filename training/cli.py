@@ -108,7 +108,9 @@ def translate_error(e: BaseException, writing_to: str | os.PathLike | None = Non
       folder goes): :class:`StorageError` naming the path, why, and what to do;
     * a mandatory config value left out (``???``: ``ckpt_path`` of eval.py, ``data.root`` of
       ``data=image_folder``): which key to set;
-    * ``trainer.accelerator`` naming hardware this machine lacks (Lightning's "No supported gpu backend").
+    * ``trainer.accelerator`` naming hardware this machine lacks (Lightning's "No supported gpu backend");
+    * a tensor torch's allocator cannot make (a network built for ``data.resize=100000``): which settings
+      make things large.
     """
     from models.errors import StorageError
 
@@ -124,10 +126,24 @@ def translate_error(e: BaseException, writing_to: str | os.PathLike | None = Non
                 "data.root": "data.root=<folder> (it holds train/<class>/* and test/<class>/* images)",
                 "data.num_classes": "data.num_classes=<the number of class folders in train/>"}.get(key, f"{key}=<value>")
         return ConfigError(f"{key} must be given (the config leaves it open, ???): add {hint} to the command line")
+    memory = _ALLOC_FAILED.search(str(e)) if isinstance(e, (RuntimeError, MemoryError)) else None
+    if memory is not None:  # torch's allocator (CPU or CUDA) refused a tensor: a setting asks for too much
+        size = memory.group(1) or memory.group(2)
+        asked = f"{int(size) / 2**30:.1f} GiB" if size.isdigit() else size
+        where = "GPU" if "CUDA" in str(e) else "CPU"
+        return ConfigError(f"not enough memory: a tensor of {asked} could not be allocated on the {where}; a setting "
+                           f"makes the network or its batches too large for this machine (data.resize, data.batch_size, "
+                           f"data.eval_batch_size, the layer widths in model.model_kwargs): make it smaller")
     if type(e).__name__ == "MisconfigurationException" and "No supported gpu backend" in str(e):
         return ConfigError("trainer=gpu (trainer.accelerator=gpu) but this machine has no GPU that PyTorch can use "
                            "(torch.cuda.is_available() is False): use trainer=cpu, the default")
     return None
+
+
+# torch's allocators: "DefaultCPUAllocator: can't allocate memory: you tried to allocate 639974400256 bytes"
+# (or "not enough memory: ..."), "CUDA out of memory. Tried to allocate 20.00 GiB"
+_ALLOC_FAILED = re.compile(r"DefaultCPUAllocator: .*?you tried to allocate (\d+) bytes|"
+                           r"CUDA out of memory\. Tried to allocate ([\d.]+ [KMGT]?i?B)")
 
 
 def _free_space(path: str, code: int) -> str:
@@ -276,6 +292,12 @@ def check_run_config(cfg: DictConfig) -> None:
     precision = cfg.get("matmul_precision", "high")
     if precision not in MATMUL_PRECISIONS:
         raise ConfigError(f"matmul_precision must be one of {', '.join(MATMUL_PRECISIONS)}, got {_show(precision)}")
+    if "test" in cfg and not isinstance(cfg.get("test"), bool):  # train.py's: test after fitting
+        raise ConfigError(f"test must be true or false (test the best checkpoint after fitting), got {_show(cfg.get('test'))}")
+    record = cfg.get("record")  # train.py's: checked now, not after the run has trained
+    if record is not None and not (isinstance(record, str) and re.fullmatch(r"[A-Za-z0-9_.-]+", record)):
+        raise ConfigError(f"record must be null or a name of letters, digits, '_', '-' or '.' (it names "
+                          f"benchmarks/results/<name>.jsonl), got {_show(record)}")
 
 
 def check_learning_phases(cfg: DictConfig, net) -> None:
@@ -325,6 +347,33 @@ def check_trainer_config(cfg: DictConfig | dict | None) -> None:
             and cfg["min_epochs"] > cfg["max_epochs"]:
         raise ConfigError(f"trainer.min_epochs ({cfg['min_epochs']}) must not exceed trainer.max_epochs "
                           f"({cfg['max_epochs']})")
+    _check_cpu_processes(cfg)
+
+
+def _cpu_count() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        return os.cpu_count() or 1
+
+
+def _check_cpu_processes(cfg) -> None:
+    """On the CPU each of ``trainer.devices`` is a training process (DDP over gloo): more of them
+    than twice the machine's cores (and more than 4: ``trainer.devices=64`` on 2) start dozens of copies of the run
+    that fill the memory until the kernel kills them. Refused, naming the cores."""
+    devices, accelerator = cfg.get("devices"), cfg.get("accelerator")
+    if not _is_int(devices) or devices <= 1 or accelerator not in ("cpu", "auto"):
+        return
+    if accelerator == "auto":
+        import torch
+
+        if torch.cuda.is_available():
+            return
+    cores = _cpu_count()
+    nodes = cfg.get("num_nodes") if _is_int(cfg.get("num_nodes")) else 1
+    if devices > max(4, 2 * cores) and nodes == 1:  # a few more than the cores still work (2 on 1 core: the tests)
+        raise ConfigError(f"trainer.devices={devices} starts {devices} training processes on the CPU, but this machine "
+                          f"has {cores} core(s): use trainer.devices={cores} or less (or trainer.devices=1)")
 
 
 def _show(value) -> str:

@@ -222,6 +222,9 @@ class TensorDataModule(L.LightningDataModule):
         for key, value in (("in_channels", in_channels), ("num_classes", num_classes), ("image_size", image_size)):
             if value is not None and (not is_int(value) or value < 1):
                 raise ConfigError(f"data.{key} must be a positive integer, got {value!r}")
+        if num_classes == 1:  # torchmetrics refuses it when the model is built (Hydra's exit 1)
+            raise ConfigError("data.num_classes must be at least 2 (a classifier tells two classes apart at least), got 1; "
+                              "drop the data.num_classes override, it follows the data set")
         self.root = Path(root or default_root()).expanduser()
         self.save_hyperparameters(ignore=["unknown", "in_channels", "num_classes", "image_size"])
         self.hparams["root"] = str(self.root)
@@ -247,6 +250,12 @@ class TensorDataModule(L.LightningDataModule):
         perm = torch.randperm(len(y), generator=torch.Generator().manual_seed(self.hparams.split_seed))
         val_idx, train_idx = perm[: self.hparams.val_size], perm[self.hparams.val_size :]
         if self.hparams.train_subset:
+            if self.hparams.train_subset > len(train_idx):
+                raise ConfigError(
+                    f"data.train_subset={self.hparams.train_subset}, but the training split has {len(train_idx)} images "
+                    f"(of {len(y)}, data.val_size={self.hparams.val_size} held out for validation): use "
+                    f"data.train_subset={len(train_idx)} or less, or null for all of them"
+                )
             train_idx = train_idx[: self.hparams.train_subset]
         self.split_indices = {"train": train_idx, "val": val_idx}  # into the official training split
         self.data["train"] = (x[train_idx].contiguous(), y[train_idx].contiguous())
