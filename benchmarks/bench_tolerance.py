@@ -202,14 +202,18 @@ def plot(results: dict, path: str, sigma: float) -> None:
 def labels_for(args, model_names: list[str]) -> list[str]:
     if args.labels:
         if len(args.labels) != len(args.ckpt) or len(set(args.labels)) != len(args.labels):
-            raise SystemExit(f"error: give {len(args.ckpt)} distinct --labels, one per --ckpt")
+            from models.errors import ConfigError
+
+            raise ConfigError(f"give {len(args.ckpt)} distinct --labels, one per --ckpt (got {len(args.labels)})")
         return list(args.labels)
     labels = [f"{m} ({p})" if model_names.count(m) > 1 else m for m, p in zip(model_names, args.ckpt)]
     return [f"{lb} #{labels[:i].count(lb) + 1}" if labels.count(lb) > 1 else lb for i, lb in enumerate(labels)]
 
 
 def main(argv: list[str] | None = None) -> None:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    from training.cli import argument_parser  # argparse's mistakes as one line (no torch imported)
+
+    p = argument_parser(description=__doc__.split("\n\n")[0])
     p.add_argument("--ckpt", nargs="+", required=True, help="checkpoints written by train.py")
     p.add_argument("--labels", nargs="+", help="a name per checkpoint (default: the model's name)")
     p.add_argument("--limit", type=int, help="use the first N test images")

@@ -326,3 +326,23 @@ def test_more_cpu_training_processes_than_cores_are_refused(monkeypatch):
     cli.check_trainer_config(OmegaConf.create({"accelerator": "auto", "devices": 2}))
     cli.check_trainer_config(OmegaConf.create({"accelerator": "gpu", "devices": 64}))  # Lightning counts GPUs
     cli.check_trainer_config(OmegaConf.create({"accelerator": "cpu", "devices": 8, "num_nodes": 4}))
+
+
+def test_command_line_option_mistakes_are_one_line_with_status_2(capsys):
+    """bench_tolerance.py's argparse mistakes printed argparse's usage and '<prog>: error: ...' (no
+    line starting with 'error: '), and mismatched --labels exited with status 1."""
+    import argparse
+    import sys
+
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    import bench_tolerance
+
+    for argv, says in (([], "error: the following arguments are required: --ckpt (see "),
+                       (["--ckpt", "a.ckpt", "--limit", "abc"], "error: argument --limit: invalid int value: 'abc'"),
+                       (["--ckpt", "a.ckpt", "--limit", "0"], "error: --limit must be >= 1")):
+        with pytest.raises(SystemExit) as info:
+            bench_tolerance.main(argv)
+        err = capsys.readouterr().err
+        assert info.value.code == 2 and err.startswith(says) and len(err.strip().splitlines()) == 1, err
+    with pytest.raises(ConfigError, match=r"give 1 distinct --labels, one per --ckpt \(got 2\)"):
+        bench_tolerance.labels_for(argparse.Namespace(labels=["a", "b"], ckpt=["a.ckpt"]), ["convnet"])

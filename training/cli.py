@@ -65,6 +65,19 @@ def friendly_errors(writing_to: str | os.PathLike | None = None):
         threading.excepthook = original_hook
 
 
+def argument_parser(**kwargs):
+    """An ``argparse.ArgumentParser`` whose mistakes (a missing or misspelled option, a value of the
+    wrong type) are one line, ``error: <what> (see <prog> --help)``, exit status 2, as every other
+    mistake (argparse's own prints its usage first and ``<prog>: error: ...``)."""
+    import argparse
+
+    class OneLineParser(argparse.ArgumentParser):
+        def error(self, message):
+            self.exit(2, f"error: {message} (see {self.prog} --help)\n")
+
+    return OneLineParser(**kwargs)
+
+
 def _debug() -> bool:
     """Whether the user asked for tracebacks (``HYDRA_FULL_ERROR=1``, ``NEOLENET_DEBUG=1``)."""
     return os.environ.get("HYDRA_FULL_ERROR") == "1" or os.environ.get("NEOLENET_DEBUG") == "1"
