@@ -416,10 +416,6 @@ def _kill_group(pgid: int) -> None:
         pass
 
 
-def _text(b) -> str:
-    return b.decode(errors="replace") if isinstance(b, bytes) else (b or "")
-
-
 def classify(case: Case, rc: int | None, out: str, err: str, changed: list[str]) -> tuple[str, str]:
     lines = [ln for ln in err.splitlines() if ln.strip()]
     errors = [ln for ln in lines if ln.startswith("error: ")]
@@ -465,18 +461,23 @@ def main() -> None:
             build_work(work)
         shutil.rmtree(work / "cases", ignore_errors=True)
         records = []
+        log = open(args.json, "w") if args.json else None  # each case as it ends (sorted again at the end)
         with concurrent.futures.ThreadPoolExecutor(max_workers=2) as pool:
             futures = {pool.submit(run_case, i, c, work): (i, c) for i, c in todo}
             for fut in concurrent.futures.as_completed(futures):
                 i, c = futures[fut]
                 rec = fut.result()
                 records.append(rec)
+                if log:
+                    log.write(json.dumps(rec) + "\n")
+                    log.flush()
                 env = " ".join(f"{k}={v}" for k, v in c.env.items())
                 print(f"{rec['verdict']:5s}  {(env + ' ') if env else ''}{c.command()}  -> {rec['why']}", flush=True)
         records.sort(key=lambda r: r["case"])
         n_clean = sum(r["verdict"] == "clean" for r in records)
         print(f"{n_clean} clean of {len(records)} ({100 * n_clean / max(len(records), 1):.1f}%)")
-        if args.json:
+        if log:
+            log.close()
             with open(args.json, "w") as f:
                 for r in records:
                     f.write(json.dumps(r) + "\n")
