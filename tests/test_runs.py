@@ -203,6 +203,7 @@ def test_a_sigterm_without_the_callback_still_exits_143(mnist_root, tmp_path):
 # --- 2b. SLURM: Lightning's requeue -------------------------------------------------------------
 
 
+@pytest.mark.slow  # timing-dependent: on a loaded 2-core machine the resumed run once ended at step 19 of 20
 def test_slurm_requeue_signal_saves_the_hpc_checkpoint_and_calls_scontrol_requeue(mnist_root, tmp_path):
     """With +requeue=slurm and SLURM's variables set, SIGUSR1 (what `#SBATCH --signal=SIGUSR1@90`
     sends) makes Lightning save hpc_ckpt_1.ckpt and call `scontrol requeue <job id>` (a fake
