@@ -11,6 +11,8 @@ block that would shrink its maps to nothing fails with a message naming it.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 from torch import nn
 
 from .errors import ConfigError
@@ -115,6 +117,9 @@ class ConvNet(nn.Module):
 def convnet(in_channels: int = 1, num_classes: int = 10, input_size: int = 28, blocks=DEFAULT_BLOCKS,
             mlp=(256,), mlp_dropout: float = 0.3, mlp_activation: str = "relu") -> nn.Module:
     """A modern CNN: conv blocks (BN, ReLU, max pooling) then an MLP."""
+    if not isinstance(blocks, (list, tuple)) or not all(isinstance(b, Mapping) for b in blocks):
+        raise ConfigError(f"convnet: model.model_kwargs.blocks must be a list of block settings, e.g. "
+                          f"[{{channels:32,kernel:3,pool:max}}], got {blocks!r}")
     return ConvNet(in_channels, num_classes, input_size, [dict(b) for b in blocks], list(mlp), mlp_dropout, mlp_activation)
 
 

@@ -346,3 +346,34 @@ def test_command_line_option_mistakes_are_one_line_with_status_2(capsys):
         assert info.value.code == 2 and err.startswith(says) and len(err.strip().splitlines()) == 1, err
     with pytest.raises(ConfigError, match=r"give 1 distinct --labels, one per --ckpt \(got 2\)"):
         bench_tolerance.labels_for(argparse.Namespace(labels=["a", "b"], ckpt=["a.ckpt"]), ["convnet"])
+
+
+def test_lightnings_late_refusals_of_trainer_settings_are_named():
+    from lightning.fabric.utilities.exceptions import MisconfigurationException
+
+    for error, says in (
+        (ValueError("You selected an invalid accelerator name: `accelerator='quantum'`. Available names are: auto, "
+                    "tpu, mps, cuda, cpu."), "trainer.accelerator: You selected an invalid accelerator name"),
+        (MisconfigurationException("`MPSAccelerator` can not run on your system since the accelerator is not "
+                                   "available."), "trainer.accelerator=mps: this machine has no such device; use trainer=cpu"),
+        (ModuleNotFoundError("Requirement 'torch_xla>=1.13' not met."), "trainer.accelerator=tpu needs torch_xla"),
+        (ValueError(" `val_check_interval` (100000) must be less than or equal to the number of the training batches "
+                    "(10). If you want to disable"), "trainer.val_check_interval=100000 is more than the 10 training "
+                                                     "batches of an epoch: use at most 10"),
+    ):
+        translated = cli.translate_error(error)
+        assert isinstance(translated, ConfigError) and str(translated).startswith(says), translated
+    assert cli.translate_error(ValueError("some other value")) is None
+
+
+def test_convnet_blocks_that_are_not_a_list_of_settings_and_a_negative_schedule_are_refused():
+    import models
+    from training.module import Classifier
+
+    for blocks in ("abc", [1, 2]):
+        with pytest.raises(ConfigError, match=r"convnet: model\.model_kwargs\.blocks must be a list of block settings"):
+            models.get_model("convnet", blocks=blocks, mlp=[16])
+    one_cycle = {"_target_": "torch.optim.lr_scheduler.OneCycleLR", "_partial_": True, "total_steps": None}
+    with pytest.raises(ConfigError, match=r"model\.scheduler\.max_lr must be a learning rate >= 0, got -1"):
+        Classifier(model="convnet", scheduler={**one_cycle, "max_lr": -1})
+    Classifier(model="convnet", scheduler={**one_cycle, "max_lr": 0.01})

@@ -147,9 +147,35 @@ def translate_error(e: BaseException, writing_to: str | os.PathLike | None = Non
         return ConfigError(f"not enough memory: a tensor of {asked} could not be allocated on the {where}; a setting "
                            f"makes the network or its batches too large for this machine (data.resize, data.batch_size, "
                            f"data.eval_batch_size, the layer widths in model.model_kwargs): make it smaller")
+    lightning = _lightning_setting_error(e)
+    if lightning is not None:
+        return lightning
     if type(e).__name__ == "MisconfigurationException" and "No supported gpu backend" in str(e):
         return ConfigError("trainer=gpu (trainer.accelerator=gpu) but this machine has no GPU that PyTorch can use "
                            "(torch.cuda.is_available() is False): use trainer=cpu, the default")
+    return None
+
+
+def _lightning_setting_error(e: BaseException) -> ConfigError | None:
+    """Lightning's refusals of a trainer setting it checks only when the Trainer is built or fitting:
+    an accelerator it does not know or this machine lacks, a val_check_interval beyond an epoch."""
+    text = str(e)
+    if isinstance(e, ValueError) and "You selected an invalid accelerator name" in text:
+        return ConfigError(f"trainer.accelerator: {text.strip()} (trainer=cpu, trainer=gpu choose one)")
+    if type(e).__name__ == "MisconfigurationException" and "can not run on your system" in text:
+        name = re.search(r"`(\w+)Accelerator`", text)
+        return ConfigError(f"trainer.accelerator={(name.group(1).lower() if name else '...')}: this machine has no such "
+                           f"device; use trainer=cpu (or trainer=gpu on a machine with a GPU)")
+    if isinstance(e, ModuleNotFoundError) and "Requirement 'torch_xla" in text:
+        return ConfigError("trainer.accelerator=tpu needs torch_xla, which is not installed (and a TPU): use trainer=cpu "
+                           "or trainer=gpu")
+    bad = re.search(r"`val_check_interval` \((\d+)\) must be less than or equal to the number of the training batches "
+                    r"\((\d+)\)", text) if isinstance(e, ValueError) else None
+    if bad:
+        n, batches = bad.groups()
+        return ConfigError(f"trainer.val_check_interval={n} is more than the {batches} training batches of an epoch: use "
+                           f"at most {batches}, a fraction of an epoch (e.g. 0.5), or trainer.check_val_every_n_epoch=null "
+                           f"to count batches across epochs")
     return None
 
 

@@ -63,6 +63,10 @@ class Classifier(L.LightningModule):
             raise ConfigError(f"model.label_smoothing must be a number in [0, 1), got {label_smoothing!r}")
         if optimizer:  # fail now, not after the data are loaded
             _build("model.optimizer", optimizer, [torch.zeros(1, requires_grad=True)])
+        for key in ("max_lr", "base_lr", "eta_min", "min_lr"):  # torch checks optimizer.lr >= 0, not the schedule's
+            value = (scheduler or {}).get(key)
+            if isinstance(value, (int, float)) and not isinstance(value, bool) and value < 0:
+                raise ConfigError(f"model.scheduler.{key} must be a learning rate >= 0, got {value!r}")
         self.save_hyperparameters()
         self.net = get_model(model, in_channels=in_channels, num_classes=num_classes, input_size=input_size, **model_kwargs)
         if channels_last:
