@@ -57,6 +57,8 @@ def check_eval_config(cfg: DictConfig) -> None:
 
     if OmegaConf.is_missing(cfg, "ckpt_path") or not cfg.get("ckpt_path"):
         raise ConfigError("ckpt_path must be given: python eval.py ckpt_path=<run>/checkpoints/last.ckpt")
+    if not isinstance(cfg.get("ckpt_path"), str):
+        raise ConfigError(f"ckpt_path must be one file, ckpt_path=<run>/checkpoints/last.ckpt, got {cfg.get('ckpt_path')!r}")
     if "model" in cfg:
         raise ConfigError(
             "eval.py evaluates the network saved in the checkpoint; a model setting would not change it (and must "

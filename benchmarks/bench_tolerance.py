@@ -228,6 +228,11 @@ def main(argv: list[str] | None = None) -> None:
     args = p.parse_args(argv)
     if args.limit is not None and args.limit < 1:
         p.error("--limit must be >= 1")
+    if not args.elastic_sigma > 0:
+        p.error(f"--elastic-sigma must be > 0 (the smoothing of the elastic field, in pixels), got {args.elastic_sigma:g}")
+    for option, path in (("--json", args.json), ("--png", args.png)):  # before the minutes of measuring
+        if path and not Path(path).resolve().parent.is_dir():
+            p.error(f"{option} {path}: the folder {Path(path).resolve().parent} does not exist")
 
     from training.cli import friendly_errors
 

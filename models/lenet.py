@@ -138,6 +138,9 @@ class LeNet(nn.Module):
         self.stages = nn.ModuleList(stages)
         self.pad, self.pad_value = tuple(pad), pad_value
         self.head = EuclideanRBF(rbf) if rbf is not None else None
+        if isinstance(rbf_j, bool) or not isinstance(rbf_j, (int, float)) or rbf_j < 0:
+            raise ConfigError(f"LeNet: rbf_j (model.model_kwargs.rbf_j, the e^-j rubbish term) must be a number >= 0, "
+                              f"got {rbf_j!r}")
         self.criterion, self.rbf_j = criterion, float(rbf_j)
         for st in self.stages:
             if hasattr(st.op, "reset_parameters"):

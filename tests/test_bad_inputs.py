@@ -377,3 +377,50 @@ def test_convnet_blocks_that_are_not_a_list_of_settings_and_a_negative_schedule_
     with pytest.raises(ConfigError, match=r"model\.scheduler\.max_lr must be a learning rate >= 0, got -1"):
         Classifier(model="convnet", scheduler={**one_cycle, "max_lr": -1})
     Classifier(model="convnet", scheduler={**one_cycle, "max_lr": 0.01})
+
+
+def test_a_lenet_rbf_j_that_is_not_a_number_and_an_eval_ckpt_path_list_are_refused():
+    import models
+    from eval import check_eval_config
+
+    with pytest.raises(ConfigError, match=r"LeNet: rbf_j \(model\.model_kwargs\.rbf_j, the e\^-j rubbish term\) must be "
+                                          r"a number >= 0, got 'abc'"):
+        models.get_model("lenet5", rbf_j="abc")
+    models.get_model("lenet5", rbf_j=2)
+    with pytest.raises(ConfigError, match=r"ckpt_path must be one file, .* got \[1\]"):
+        check_eval_config(OmegaConf.create({"ckpt_path": [1], "data": None}))
+
+
+def test_an_override_without_a_key_is_one_line():
+    from hydra.errors import ConfigCompositionException
+
+    text = cli.hydra_error_message(ValueError("Config group override must be a string or a list. Got int"),
+                                   ROOT / "configs", "train", ["=3"])
+    assert text == ("cannot read an override: Config group override must be a string or a list. Got int "
+                    "(an override is key=value, e.g. seed=3)")
+    assert cli.hydra_error_message(ConfigCompositionException("x"), ROOT / "configs", "train", []) == "x"
+
+
+def test_bench_tolerance_refuses_a_bad_sigma_and_an_output_folder_that_is_missing(tmp_path, capsys):
+    import sys
+
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    import bench_tolerance
+
+    for argv, says in ((["--elastic-sigma", "-1"], "error: --elastic-sigma must be > 0"),
+                       (["--json", str(tmp_path / "no" / "t.json")], f"error: --json {tmp_path / 'no' / 't.json'}: the "
+                                                                    f"folder {tmp_path / 'no'} does not exist")):
+        with pytest.raises(SystemExit) as info:
+            bench_tolerance.main(["--ckpt", "a.ckpt", *argv])
+        assert info.value.code == 2 and capsys.readouterr().err.startswith(says)
+
+
+def test_a_run_folder_that_cannot_be_made_is_named():
+    """hydra.run.dir=/proc/x/run: Hydra's mkdir failed with a FileNotFoundError traceback (exit 1)."""
+    from models.errors import StorageError
+    from training.runs import RunFolderGuard
+
+    config = OmegaConf.create({"hydra": {"output_subdir": ".hydra", "run": {"dir": "/proc/bench_inputs/run"}}})
+    with pytest.raises(StorageError, match=r"cannot create the run folder /proc/bench_inputs/run: No such file or "
+                                           r"directory \(/proc/bench_inputs\); choose a folder you can write"):
+        RunFolderGuard().on_run_start(config)

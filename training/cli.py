@@ -459,6 +459,10 @@ def _hydra_errors_to_us():
                 return func()
             except (ConfigCompositionException, OverrideParseException) as e:
                 raise _ComposeFailed(e) from e
+            except ValueError as e:  # an override without a key ("=3"): Hydra's parser lets it through
+                if not str(e).startswith("Config group override must be"):
+                    raise
+                raise _ComposeFailed(e) from e
             except Exception as e:  # e.g. Hydra cannot create the run folder (a file in the way, a full disk)
                 if user_error(e) is None:
                     raise
@@ -524,6 +528,8 @@ def hydra_error_message(error: Exception, config_dir: Path, config_name: str, ov
         inside = f" (named in {where.group(1)})" if where and where.group(1) not in (config_name, "hydra/config") else ""
         if group:
             return f"no {group} '{name}'{inside}; choose one of: {', '.join(error.options)}"
+    if text.startswith("Config group override must be"):  # "=3": no key before the "="
+        return f"cannot read an override: {text} (an override is key=value, e.g. seed=3)"
     if isinstance(error, OverrideParseException):
         first = text.strip().splitlines()[0] if text.strip() else "syntax error"
         return (f"cannot read the override {error.override!r}: {first} (quote a value with spaces or commas: "

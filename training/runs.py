@@ -218,6 +218,13 @@ class RunFolderGuard(Callback):
             return
         out = Path(folder).expanduser()
         out = out if out.is_absolute() else Path.cwd() / out
+        try:
+            (out / ".hydra").mkdir(parents=True, exist_ok=True)
+        except FileNotFoundError as e:  # a folder that cannot be made there (/proc/..., a drive not mounted)
+            from models.errors import StorageError
+
+            raise StorageError(f"cannot create the {what} folder {out}: {e.strerror} ({e.filename}); choose a folder you "
+                               f"can write (LOG_DIR=<folder>, or hydra.{what}.dir=<folder>)") from None
         lock = RunLock(out)
         lock.acquire()  # first: a folder in use is named as such, even before it holds results
         try:
