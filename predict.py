@@ -24,7 +24,6 @@ starts quickly.
 
 from __future__ import annotations
 
-import argparse
 import os
 import sys
 from pathlib import Path
@@ -116,7 +115,9 @@ def predict(ckpt_path: str, images: list[str], topk: int = 3, invert: bool = Fal
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    from training.cli import argument_parser  # argparse's mistakes as one line, exit 2 (no torch imported)
+
+    parser = argument_parser(prog="predict.py", description=__doc__.split("\n\n")[0])
     parser.add_argument("checkpoint", help="a .ckpt file written by train.py")
     parser.add_argument("images", nargs="+", help="image files (PNG, JPEG, GIF, WebP, BMP, TIFF)")
     parser.add_argument("--topk", type=int, default=3, help="how many classes to print per image (default 3)")

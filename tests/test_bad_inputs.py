@@ -424,3 +424,14 @@ def test_a_run_folder_that_cannot_be_made_is_named():
     with pytest.raises(StorageError, match=r"cannot create the run folder /proc/bench_inputs/run: No such file or "
                                            r"directory \(/proc/bench_inputs\); choose a folder you can write"):
         RunFolderGuard().on_run_start(config)
+
+
+def test_predict_argument_mistakes_are_one_line(capsys):
+    import predict
+
+    for argv, says in ((["x.ckpt", "img.png", "--topk", "abc"], "argument --topk: invalid int value: 'abc'"),
+                       ([], "the following arguments are required: checkpoint, images")):
+        with pytest.raises(SystemExit) as info:
+            predict.main(argv)
+        err = capsys.readouterr().err
+        assert info.value.code == 2 and err == f"error: {says} (see predict.py --help)\n", err
