@@ -137,7 +137,7 @@ def test_predict_prints_top_classes_and_converts_images(trained_run, mnist_root,
     Image.fromarray(x[0]).save(grey)
     colour = tmp_path / "digit_big.jpg"
     Image.fromarray(x[0]).convert("RGB").resize((64, 64)).save(colour)
-    predict_script.main([str(run / "checkpoints" / "last.ckpt"), str(grey), str(colour), "--topk", "2"])
+    predict_script.main([str(run / "checkpoints" / "last.ckpt"), str(grey), str(colour), "--topk", "2", "--no-crop"])  # the whole-image conversions
     out = capsys.readouterr()
     lines = out.out.strip().splitlines()
     assert len(lines) == 2 and lines[0].startswith(f"{grey}: ") and lines[0].count("(") == 2

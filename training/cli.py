@@ -345,14 +345,15 @@ def check_learning_phases(cfg: DictConfig, net) -> None:
     answer would be uniform (chance). Refused, naming the number of epochs it needs."""
     top = getattr(net, "top_epochs", None)
     epochs = cfg.trainer.get("max_epochs")
-    if not _is_int(top) or not hasattr(net, "done_learning") or not _is_int(epochs) or epochs < 0:
+    if not _is_int(top) or not hasattr(net, "done_learning") or not _is_int(epochs) or epochs < 0 \
+            or not cfg.get("test", True):  # not tested: training only its first phases is a fine thing to do
         return
     need = 2 + top
     if epochs < need:
         raise ConfigError(
             f"{cfg.model.get('model')} learns in phases, one epoch each (US2, US3, then {top} pass(es) of its top "
             f"layer): trainer.max_epochs={epochs} stops before its top layer has learnt (it would answer at chance); "
-            f"use trainer.max_epochs={need}"
+            f"use trainer.max_epochs={need} (or test=false to train its first phases only)"
         )
 
 
