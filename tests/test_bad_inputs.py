@@ -210,6 +210,7 @@ def logs(tmp_path_factory, mnist_root):
     ("train.py", ["trainer=gpu"], "this machine has no GPU that PyTorch can use"),
     ("train.py", ["model=neocognitron_fukushima", "trainer.max_epochs=1"], "use trainer.max_epochs=3"),
     ("train.py", ["model.optimizer.lr=1e9", "data.augment=false"], "no checkpoint had been written yet"),
+    ("train.py", ["hydra.run.dir=/proc/neolenet_cannot_be_made/run"], "cannot create the run folder /proc/"),
     ("eval.py", [], "ckpt_path must be given"),
     ("eval.py", ["ckpt_path=x.ckpt", "model=lenet5"], "evaluates the network saved in the checkpoint"),
 ])

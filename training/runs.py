@@ -220,11 +220,16 @@ class RunFolderGuard(Callback):
         out = out if out.is_absolute() else Path.cwd() / out
         try:
             (out / ".hydra").mkdir(parents=True, exist_ok=True)
-        except FileNotFoundError as e:  # a folder that cannot be made there (/proc/..., a drive not mounted)
-            from models.errors import StorageError
+        except OSError as e:  # /proc/..., a drive not mounted, a read-only or full disk, a file in the way
+            # printed and exited here: Hydra turns a callback's exception into a warning and goes on to fail
+            # in its own mkdir with a traceback
+            from training.cli import translate_error
 
-            raise StorageError(f"cannot create the {what} folder {out}: {e.strerror} ({e.filename}); choose a folder you "
-                               f"can write (LOG_DIR=<folder>, or hydra.{what}.dir=<folder>)") from None
+            cause = translate_error(e)
+            print(f"error: {cause}" if cause is not None else
+                  f"error: cannot create the {what} folder {out}: {e.strerror} ({e.filename}); choose a folder you "
+                  f"can write (LOG_DIR=<folder>, or hydra.{what}.dir=<folder>)", file=sys.stderr)
+            sys.exit(2)
         lock = RunLock(out)
         lock.acquire()  # first: a folder in use is named as such, even before it holds results
         try:
