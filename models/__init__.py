@@ -14,7 +14,8 @@ from .errors import CheckpointError, ConfigError, DataError, ImageError, UserErr
 
 _REGISTRY_NAMES = ("get_model", "list_models", "register_model")
 _ARCHITECTURES = ("convnet", "lenet", "neocognitron", "neocognitron_fukushima")  # convnet also registers mlp
-_SUBMODULES = ("cells", "convnet", "errors", "lenet", "neocognitron", "neocognitron_fukushima", "ops", "registry", "sdlm")
+_SUBMODULES = ("activations", "blocks", "cells", "checks", "convnet", "errors", "lenet", "lenet_layers", "neocognitron",
+               "neocognitron_fukushima", "ops", "registry", "sdlm")
 
 
 def __getattr__(name: str):

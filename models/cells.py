@@ -19,7 +19,8 @@ Both model files import from here and never from each other.
   :class:`SLayer`, with its competitive learning and Add-if-Silent growth.
 * The fixed kernels of Fukushima's first layers: UG's difference of Gaussians
   (:func:`dog_kernel`, 2003) and US1's oriented edge extractors (:func:`edge_kernels`).
-* The checks of settings both networks use (:func:`check_int`, :func:`check_number`).
+* The checks of settings both networks use, :func:`check_int` and :func:`check_number`, live in
+  :mod:`models.checks` with every model's; they are importable from here as well.
 
 C-plane kernels are buffers, never Parameters: they are saved in the state dict, move with
 ``.to()``, and no optimiser can change them.
@@ -28,32 +29,13 @@ C-plane kernels are buffers, never Parameters: they are saved in the state dict,
 from __future__ import annotations
 
 import math
-from typing import Any, Sequence
+from typing import Sequence
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .errors import ConfigError
-
-
-# ----------------------------------------------------------------------------- settings checks
-def check_int(where: str, key: str, v: Any, minimum: int = 1) -> int:
-    """``v`` if it is an integer ``>= minimum``, else a :class:`ConfigError` naming ``where`` and ``key``."""
-    if isinstance(v, bool) or not isinstance(v, int) or v < minimum:
-        raise ConfigError(f"{where}: {key} must be an integer >= {minimum}, got {v!r}")
-    return v
-
-
-def check_number(where: str, key: str, v: Any, lo: float = 0.0, lo_open: bool = False,
-                 hi: float | None = None) -> float:
-    """``float(v)`` if it is a finite number in ``[lo, hi)`` (``(lo, hi)`` with ``lo_open``)."""
-    ok = isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
-    ok = ok and (v > lo if lo_open else v >= lo) and (hi is None or v < hi)
-    if not ok:
-        rng = f"{'>' if lo_open else '>='} {lo}" + (f" and < {hi}" if hi is not None else "")
-        raise ConfigError(f"{where}: {key} must be a number {rng}, got {v!r}")
-    return float(v)
+from .checks import check_int, check_number  # noqa: F401  (re-exported: models.cells.check_int keeps working)
 
 
 # ----------------------------------------------------------------------------- functions and kernels

@@ -36,11 +36,12 @@ import torch.nn.functional as F
 from torch import nn
 from torch.func import functional_call
 
+from .checks import check_choice, check_number, check_positive_int
 from .errors import ConfigError
 from .lenet_layers import (  # noqa: F401  (re-exported, so models.lenet.TableConv2d etc. keep working)
     ACTIVATIONS, BITMAP_COLS, BITMAP_ROWS, DIGIT_BITMAPS, INIT_SCALE, INITS, LECUN_BACKGROUND, LECUN_FOREGROUND,
     POOLINGS, SQUASH_A, SQUASH_S, Dense, EuclideanRBF, Stage, Subsample, TableConv2d, _act, _act_prime_sq,
-    _check_choice, check_table, digit_bitmaps, pad_to,
+    check_table, digit_bitmaps, pad_to,
 )
 from .ops import check_conv, check_pool
 from .registry import register_model
@@ -128,8 +129,8 @@ class LeNet(nn.Module):
     def __init__(self, stages: Sequence[Stage], *, pad: tuple[int, int] = (0, 0), pad_value: float | None = 0.0,
                  rbf: torch.Tensor | None = None, criterion: str = "ce", rbf_j: float = 1.0, init: str = "lecun"):
         super().__init__()
-        _check_choice("LeNet", "criterion", criterion, CRITERIA)
-        _check_choice("LeNet", "init", init, INITS)
+        check_choice("LeNet", "criterion", criterion, CRITERIA)
+        check_choice("LeNet", "init", init, INITS)
         if rbf is None and criterion in ("paper", "mle"):
             raise ConfigError(f"LeNet: criterion {criterion!r} needs the RBF output (output='rbf'); "
                               f"use criterion 'ce' or 'mse' with a linear output")
@@ -138,10 +139,9 @@ class LeNet(nn.Module):
         self.stages = nn.ModuleList(stages)
         self.pad, self.pad_value = tuple(pad), pad_value
         self.head = EuclideanRBF(rbf) if rbf is not None else None
-        if isinstance(rbf_j, bool) or not isinstance(rbf_j, (int, float)) or rbf_j < 0:
-            raise ConfigError(f"LeNet: rbf_j (model.model_kwargs.rbf_j, the e^-j rubbish term) must be a number >= 0, "
-                              f"got {rbf_j!r}")
-        self.criterion, self.rbf_j = criterion, float(rbf_j)
+        self.criterion = criterion
+        self.rbf_j = check_number("LeNet", "rbf_j (model.model_kwargs.rbf_j, the e^-j rubbish term)", rbf_j,
+                                  must="a number >= 0")
         for st in self.stages:
             if hasattr(st.op, "reset_parameters"):
                 st.op.reset_parameters(init)
@@ -223,7 +223,7 @@ class LeNet(nn.Module):
                     kw = {"squared": True} if isinstance(st.op, TableConv2d) else {}
                     s = functional_call(st.op, sub, (v,), kw)
                 t = s * _act_prime_sq(st.activation, a)
-                xr = _act(st.activation, a)
+                xr = st.act(a)
                 v = xr * xr + (t - t.detach())
             h_out = self._output_curvature(xr, y)
             surrogate = (h_out * v).sum() / x.shape[0]
@@ -243,9 +243,8 @@ class LeNet(nn.Module):
 
 
 def _check_common(name: str, in_channels: int, num_classes: int) -> None:
-    for key, v in (("in_channels", in_channels), ("num_classes", num_classes)):
-        if not isinstance(v, int) or isinstance(v, bool) or v < 1:
-            raise ConfigError(f"{name}: {key} must be a positive integer, got {v!r}")
+    check_positive_int(name, "in_channels", in_channels)
+    check_positive_int(name, "num_classes", num_classes)
 
 
 @register_model
@@ -264,8 +263,8 @@ def lenet5(in_channels: int = 1, num_classes: int = 10, input_size: int = 28, *,
     the border).
     """
     _check_common("lenet5", in_channels, num_classes)
-    _check_choice("lenet5", "output", output, ("rbf", "linear"))
-    _check_choice("lenet5", "activation", activation, ACTIVATIONS)
+    check_choice("lenet5", "output", output, ("rbf", "linear"))
+    check_choice("lenet5", "activation", activation, ACTIVATIONS)
     pad = pad_to("lenet5", input_size, 32, 32)
     n = check_conv("lenet5 C1", 32, 5)
     n = check_pool("lenet5 S2", n, 2)
@@ -324,9 +323,8 @@ def lenet1(in_channels: int = 1, num_classes: int = 10, input_size: int = 28, *,
     +-1 targets as published, or ``ce``. Init ``pytorch`` (DEVIATION, chosen on validation over
     ``lecun_sqrt``, whose saturated outputs lost a class in one seed of three: docs/lenet.md)."""
     _check_common("lenet1", in_channels, num_classes)
-    _check_choice("lenet1", "activation", activation, ACTIVATIONS)
-    if isinstance(input_size, bool) or not isinstance(input_size, int) or input_size < 1:
-        raise ConfigError(f"lenet1: input_size must be a positive integer, got {input_size!r}")
+    check_choice("lenet1", "activation", activation, ACTIVATIONS)
+    check_positive_int("lenet1", "input_size", input_size)
     n = check_conv("lenet1 H1", input_size, 5)
     n = check_pool("lenet1 H2", n, 2)
     n = check_conv("lenet1 H3", n, 5)
@@ -354,7 +352,7 @@ def lenet4(in_channels: int = 1, num_classes: int = 10, input_size: int = 28, *,
     See ``LENET4_C3_TABLE`` / ``LENET4_C5_TABLE`` for the (uncertain) connection tables chosen
     to meet the paper's totals (about 17,000 parameters, about 260,000 connections)."""
     _check_common("lenet4", in_channels, num_classes)
-    _check_choice("lenet4", "activation", activation, ACTIVATIONS)
+    check_choice("lenet4", "activation", activation, ACTIVATIONS)
     pad = pad_to("lenet4", input_size, 32, 32)
     n = check_conv("lenet4 C1", 32, 5)
     n = check_pool("lenet4 S2", n, 2)
@@ -384,7 +382,7 @@ def lenet1989(in_channels: int = 1, num_classes: int = 10, input_size: int = 16,
     background for inputs in [-1, 1]; use -0.1 with ``data.normalize=lecun``), with one bias
     per unit. ``criterion``: mse to +-1 targets (paper) | ce."""
     _check_common("lenet1989", in_channels, num_classes)
-    _check_choice("lenet1989", "activation", activation, ACTIVATIONS)
+    check_choice("lenet1989", "activation", activation, ACTIVATIONS)
     if input_size != 16:
         raise ConfigError(f"lenet1989: the 1989 network takes 16x16 inputs, got input_size={input_size!r}; "
                           f"set data.resize=16")

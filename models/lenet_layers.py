@@ -6,8 +6,9 @@
 [1989] Y. LeCun et al., "Backpropagation applied to handwritten zip code recognition",
        Neural Computation 1(4), 1989 (one bias per unit, padding with the background).
 
-- the squashing function f(a) = 1.7159 tanh(2a/3) [1998, II.B eq. (6), App. A] and its derivative
-  (:func:`_act`, :func:`_act_prime_sq`);
+- the activations a LeNet accepts (``ACTIVATIONS``, from the table in ``models/activations.py``,
+  where the squashing function f(a) = 1.7159 tanh(2a/3) [1998, II.B eq. (6), App. A] is
+  ``scaled_tanh``) and their squared derivatives (:func:`_act`, :func:`_act_prime_sq`);
 - LeCun's uniform initialisation +-2.4/F_i [1998, App. A] (``INITS``);
 - :class:`TableConv2d`, a convolution through a connection table ([1998] Table I for C3);
 - :class:`Subsample`, the trainable 2x2 subsampling of [1998, II.B];
@@ -27,15 +28,16 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .activations import SQUASH_A, SQUASH_S, activation as make_activation
+from .checks import check_choice, check_positive_int, is_int
 from .errors import ConfigError
 
 # --------------------------------------------------------------------------------------
 # Constants
 # --------------------------------------------------------------------------------------
 
-# [1998] II.B eq. (6), Appendix A: f(a) = A tanh(S a) with A = 1.7159, S = 2/3, so that f(1) = 1, f(-1) = -1.
-SQUASH_A = 1.7159
-SQUASH_S = 2.0 / 3.0
+# [1998] II.B eq. (6), Appendix A: the squashing f(a) = A tanh(S a), SQUASH_A = 1.7159, SQUASH_S = 2/3, is
+# the activation "scaled_tanh" of the table every model shares (models/activations.py).
 
 # [1998] II.B: input pixels scaled so the background (white) is -0.1 and the foreground
 # (black) 1.175, making the mean roughly 0 and the variance roughly 1.
@@ -79,6 +81,7 @@ BITMAP_ROWS, BITMAP_COLS = 12, 7
 # printed init a unit's summed input has spread 2.4/sqrt(3 F_i) for unit inputs (0.07 at C5).
 # DEVIATION from the paper's text, kept selectable; docs/lenet.md says why.
 INITS = ("lecun", "lecun_sqrt", "pytorch")
+# The activations a LeNet accepts: those of models.activations.ACTIVATIONS whose f'(a) _act_prime_sq knows.
 ACTIVATIONS = ("scaled_tanh", "tanh", "relu", "identity")
 POOLINGS = ("trainable", "avg", "max")
 
@@ -95,13 +98,8 @@ def digit_bitmaps() -> torch.Tensor:
 
 
 def _act(name: str, a: torch.Tensor) -> torch.Tensor:
-    if name == "scaled_tanh":
-        return SQUASH_A * torch.tanh(SQUASH_S * a)
-    if name == "tanh":
-        return torch.tanh(a)
-    if name == "relu":
-        return F.relu(a)
-    return a
+    """f(a) for the activation ``name`` (one of ``ACTIVATIONS``)."""
+    return make_activation(name)(a)
 
 
 def _act_prime_sq(name: str, a: torch.Tensor) -> torch.Tensor:
@@ -115,11 +113,6 @@ def _act_prime_sq(name: str, a: torch.Tensor) -> torch.Tensor:
     return torch.ones_like(a)
 
 
-def _check_choice(layer: str, key: str, value, choices) -> None:
-    if value not in choices:
-        raise ConfigError(f"{layer}: {key} must be one of {', '.join(map(str, choices))}, got {value!r}")
-
-
 def check_table(layer: str, table: Sequence[Sequence[int]], in_maps: int) -> tuple[tuple[int, ...], ...]:
     """Validate a connection table: one non-empty list of distinct input-map indices per output map."""
     if isinstance(table, str) or not isinstance(table, Sequence) or len(table) == 0:
@@ -129,7 +122,7 @@ def check_table(layer: str, table: Sequence[Sequence[int]], in_maps: int) -> tup
         if isinstance(row, (str, int)) or not isinstance(row, Sequence) or len(row) == 0:
             raise ConfigError(f"{layer}: table row {o} must be a non-empty list of input-map indices, got {row!r}")
         for j in row:
-            if not isinstance(j, int) or isinstance(j, bool) or not 0 <= j < in_maps:
+            if not is_int(j) or not 0 <= j < in_maps:
                 raise ConfigError(
                     f"{layer}: table row {o} names input map {j!r}, but the layer has only {in_maps} input maps "
                     f"(valid indices 0..{in_maps - 1}); fix the table"
@@ -216,7 +209,7 @@ class Subsample(nn.Module):
     def __init__(self, layer: str, maps: int, mode: str = "trainable", size: int = 2,
                  sources: Sequence[int] | None = None):
         super().__init__()
-        _check_choice(layer, "pooling", mode, POOLINGS)
+        check_choice(layer, "pooling", mode, POOLINGS)
         self.layer, self.mode, self.size = layer, mode, size
         if sources is not None:
             self.register_buffer("sources", torch.tensor(list(sources), dtype=torch.long), persistent=False)
@@ -286,15 +279,16 @@ class EuclideanRBF(nn.Module):
 
 class Stage(nn.Module):
     """One stage of a LeNet: a linear operation ``op`` followed by the activation ``activation``
-    (one of ``ACTIVATIONS``; ``scaled_tanh`` is [1998]'s squashing function)."""
+    (one of ``ACTIVATIONS``, the module ``act``; ``scaled_tanh`` is [1998]'s squashing function)."""
 
     def __init__(self, name: str, op: nn.Module, activation: str):
         super().__init__()
-        _check_choice(name, "activation", activation, ACTIVATIONS)
+        check_choice(name, "activation", activation, ACTIVATIONS)
         self.name, self.op, self.activation = name, op, activation
+        self.act = make_activation(activation)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return _act(self.activation, self.op(x))
+        return self.act(self.op(x))
 
     def extra_repr(self) -> str:
         return f"activation={self.activation}"
@@ -303,8 +297,7 @@ class Stage(nn.Module):
 def pad_to(name: str, input_size: int, side: int, resize_hint: int) -> tuple[int, int]:
     """Padding (before, after) that centres an ``input_size`` image in a ``side`` x ``side`` input
     field (28x28 MNIST in LeNet-5's 32x32 field [1998, II.B]); larger inputs are refused."""
-    if isinstance(input_size, bool) or not isinstance(input_size, int) or input_size < 1:
-        raise ConfigError(f"{name}: input_size must be a positive integer, got {input_size!r}")
+    check_positive_int(name, "input_size", input_size)
     if input_size > side:
         raise ConfigError(
             f"{name}: input_size {input_size} is larger than the network's {side}x{side} input field; "

@@ -23,7 +23,9 @@ the features; here backprop does. The blurring C-cell and its saturation are tho
 "Neocognitron for handwritten digit recognition" (Neurocomputing 51, 2003).
 
 The self-organising network Fukushima trained without backprop is
-:mod:`models.neocognitron_fukushima`; the cells both share are in :mod:`models.cells`.
+:mod:`models.neocognitron_fukushima`; the cells both share are in :mod:`models.cells`. An S-layer
+and the decision layer are :func:`models.blocks.conv_block` and :func:`models.blocks.mlp_head`,
+the blocks of :mod:`models.convnet` as well.
 """
 
 from __future__ import annotations
@@ -33,31 +35,22 @@ from typing import Any, Sequence
 import torch
 from torch import nn
 
-from .cells import BlurCPlanes, PoolCPlanes, check_int, check_number, pads_lrtb
+from .blocks import check_padding, conv_block, mlp_head
+from .cells import BlurCPlanes, PoolCPlanes
+from .checks import check_bool, check_choice, check_int, check_number, is_int
 from .errors import ConfigError
-from .ops import check_conv, check_pool, same_padding
+from .ops import check_conv, check_pool
 from .registry import register_model
 
 C_KINDS = ("max", "avg", "blur")
-ACTIVATIONS = {
-    "relu": nn.ReLU,  # Fukushima's phi[x] = max(x, 0)
-    "tanh": nn.Tanh,
-    "sigmoid": nn.Sigmoid,
-    "gelu": nn.GELU,
-    "identity": nn.Identity,
-}
+# The activations of the S-cells (models.activations.ACTIVATIONS has them all); relu is
+# Fukushima's phi[x] = max(x, 0).
+ACTIVATIONS = ("relu", "tanh", "sigmoid", "gelu", "identity")
+# How model=neocognitron words an unknown activation or c_kind.
+IS_UNKNOWN = "{where}: {key} {value!r} is unknown; use one of {options}"
 
 
 # ----------------------------------------------------------------------------- validation
-def _padding(where: str, key: str, v: Any, kernel: int) -> int | tuple[int, int]:
-    if v == "same":
-        p_l, p_r = same_padding(kernel)
-        return p_l if p_l == p_r else (p_l, p_r)
-    if isinstance(v, bool) or not isinstance(v, int) or v < 0:
-        raise ConfigError(f"{where}: {key} must be an integer >= 0 or 'same', got {v!r}")
-    return v
-
-
 STAGE_KEYS = {"planes", "s_kernel", "s_stride", "s_padding", "activation", "batchnorm",
               "c_kernel", "c_stride", "c_padding", "c_kind", "c_gain"}
 
@@ -81,17 +74,14 @@ def _stage_spec(i: int, spec: Any) -> dict:
         "c_kind": spec.get("c_kind", "max"),
         "c_kernel": check_int(where, "c_kernel", spec.get("c_kernel", 2)),
     }
-    s["s_padding"] = _padding(where, "s_padding", spec.get("s_padding", "same"), s["s_kernel"])
+    s["s_padding"] = check_padding(where, "s_padding", spec.get("s_padding", "same"), s["s_kernel"])
     s["c_stride"] = check_int(where, "c_stride", spec.get("c_stride", s["c_kernel"]))
     s["c_padding"] = spec.get("c_padding", 0)
-    if s["activation"] not in ACTIVATIONS:
-        raise ConfigError(f"{where}: activation {s['activation']!r} is unknown; use one of {sorted(ACTIVATIONS)}")
-    if not isinstance(s["batchnorm"], bool):
-        raise ConfigError(f"{where}: batchnorm must be true or false, got {s['batchnorm']!r}")
-    if s["c_kind"] not in C_KINDS:
-        raise ConfigError(f"{where}: c_kind {s['c_kind']!r} is unknown; use one of {list(C_KINDS)}")
+    check_choice(where, "activation", s["activation"], ACTIVATIONS, message=IS_UNKNOWN)
+    check_bool(where, "batchnorm", s["batchnorm"])
+    check_choice(where, "c_kind", s["c_kind"], C_KINDS, message=IS_UNKNOWN)
     cp = s["c_padding"]
-    if isinstance(cp, bool) or not isinstance(cp, int) or cp < 0 or (
+    if not is_int(cp) or cp < 0 or (
             s["c_kind"] != "blur" and cp > s["c_kernel"] // 2):
         raise ConfigError(f"{where}: c_padding must be an integer >= 0 (and <= c_kernel // 2 = "
                           f"{s['c_kernel'] // 2} for max/avg), got {cp!r}")
@@ -119,17 +109,9 @@ class Neocognitron(nn.Module):
         layers: list[nn.Module] = []
         n, c = input_size, in_channels
         for i, s in enumerate(self.specs):
-            pads = s["s_padding"]
-            n = check_conv(f"neocognitron stage {i} S-layer", n, s["s_kernel"], s["s_stride"], pads)
-            s_layer: list[nn.Module] = []
-            if not isinstance(pads, int):  # 'same' with an even kernel: the extra pad goes right/bottom
-                s_layer.append(nn.ZeroPad2d(pads_lrtb(pads)))
-                pads = 0
-            s_layer.append(nn.Conv2d(c, s["planes"], s["s_kernel"], s["s_stride"], pads,
-                                     bias=not s["batchnorm"]))
-            if s["batchnorm"]:
-                s_layer.append(nn.BatchNorm2d(s["planes"]))
-            s_layer.append(ACTIVATIONS[s["activation"]]())
+            n = check_conv(f"neocognitron stage {i} S-layer", n, s["s_kernel"], s["s_stride"], s["s_padding"])
+            s_layer = conv_block(c, s["planes"], s["s_kernel"], s["s_stride"], s["s_padding"],
+                                 batch_norm=s["batchnorm"], activation=s["activation"])
             c = s["planes"]
             where = f"neocognitron stage {i} C-layer"
             if s["c_padding"]:
@@ -143,14 +125,8 @@ class Neocognitron(nn.Module):
             layers.append(nn.Sequential(nn.Sequential(*s_layer), c_layer))
             self.sizes.append(n)
         self.stages = nn.Sequential(*layers)
-        head: list[nn.Module] = [nn.Flatten()]
-        width = c * n * n
-        for j, h in enumerate(decision):
-            check_int("neocognitron decision", f"hidden width {j}", h)
-            head += [nn.Dropout(dropout), nn.Linear(width, h), nn.ReLU()]
-            width = h
-        head += [nn.Dropout(dropout), nn.Linear(width, num_classes)]
-        self.decision = nn.Sequential(*head)
+        self.decision = mlp_head("neocognitron decision", c * n * n, decision, num_classes, dropout=dropout,
+                                 dropout_before=True)
         self.in_channels, self.input_size = in_channels, input_size
 
     def s_layers(self) -> list[nn.Module]:
