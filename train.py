@@ -99,8 +99,10 @@ def train(cfg: DictConfig, progress: dict | None = None) -> dict[str, float]:
         lg.log_metrics(final, step=trainer.global_step)
         lg.finalize("success")
     if trainer.is_global_zero:  # the run's final metrics, for sweep summaries (training/sweep.py)
+        from training.checkpoint import keep_one_copy
         out = Path(cfg.paths.output_dir)
         out.mkdir(parents=True, exist_ok=True)
+        metrics.update(keep_one_copy(trainer, out))  # last.ckpt a link to the best when they hold one state
         (out / "metrics.json").write_text(json.dumps(metrics, indent=1, sort_keys=True) + "\n")
         if cfg.get("record"):  # record=<name>: one line in benchmarks/results/<name>.jsonl
             record_run(cfg, metrics)
@@ -190,7 +192,7 @@ def _stage_times(timer: Timer, stage: str) -> dict[str, float]:
 def main(cfg: DictConfig) -> float | None:
     from training.cli import discard_failed_run, friendly_errors
     from training.distributed import ddp_scope
-    from training.runs import record_sweep_failure
+    from training.runs import end_of_run_summary, record_sweep_failure
 
     progress: dict = {}
     # discard_failed_run: a run that fails before its first training step leaves no run folder;
@@ -202,14 +204,7 @@ def main(cfg: DictConfig) -> float | None:
         if not record_sweep_failure(cfg.paths.output_dir, e):
             raise
         return None
-    out = Path(cfg.paths.output_dir)
-    if "test/acc" in metrics:
-        print(f"test/acc: {metrics['test/acc']:.4f}  (test/loss {metrics.get('test/loss', float('nan')):.4f}, "
-              f"checkpoint {metrics.get('test/ckpt_path') or 'last weights'})")
-    if "time/train_s" in metrics:
-        print(f"time: start-up {metrics['time/startup_s']:.1f} s (imports, config, data), training "
-              f"{metrics['time/train_s']:.1f} s (validation included), test {metrics.get('time/test_s', 0.0):.1f} s")
-    print(f"logs and checkpoints: {out.resolve()}   (tensorboard --logdir {out.parent.resolve()})")
+    print(end_of_run_summary(metrics, Path(cfg.paths.output_dir)))  # test/acc, times, disk use, where the logs are
     value = metrics.get(cfg.get("optimized_metric") or "")
     return float(value) if value is not None else None
 

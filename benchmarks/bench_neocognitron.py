@@ -130,13 +130,14 @@ def probe_layers(xtr, ytr, xte, yte, layers, bs: int, log, split: str = "test", 
     labelled reference vector and the test images are classified by the interpolating-vector
     rule (k = 1: nearest vector; k = 4: the default)."""
     net = models.get_model("neocognitron_fukushima", **kw)
-    for _ in range(min(2, max(layers) - 1)):
+    for _ in range(max(0, min(2, max(layers) - 1))):
         for i in range(0, len(xtr), bs):
             net.learn(unit(xtr[i:i + bs]), ytr[i:i + bs])
         net.learning_epoch_end()
 
-    def feats(x, layer):
-        out = [net.layers_upto(unit(x[i:i + 500]), layer).flatten(1) for i in range(0, len(x), 500)]
+    def feats(x, layer):  # layer 0: the raw pixels (U0), a nearest-neighbour memory with no S/C stage
+        out = [(net.preprocess(unit(x[i:i + 500])) if layer == 0 else net.layers_upto(unit(x[i:i + 500]), layer))
+               .flatten(1) for i in range(0, len(x), 500)]
         return F.normalize(torch.cat(out), dim=1)
 
     for layer in layers:
@@ -147,7 +148,7 @@ def probe_layers(xtr, ytr, xte, yte, layers, bs: int, log, split: str = "test", 
             net.intvec_k = k
             pred = torch.cat([net.class_similarity(fte[i:i + 500]).argmax(1) for i in range(0, len(fte), 500)])
             accs.append(100 * (pred == yte).float().mean().item())
-        log(f"  UC{layer} ({net.refs.shape[1]} values; US2 {net.us2.planes} planes, US3 {net.us3.planes}): "
+        log(f"  {f'UC{layer}' if layer else 'U0 (pixels)'} ({net.refs.shape[1]} values; US2 {net.us2.planes} planes, US3 {net.us3.planes}): "
             f"all {len(ytr)} training images stored, {split} {accs[0]:.2f}% (k=1), {accs[1]:.2f}% (k=4)")
 
 
@@ -172,8 +173,9 @@ def _main(argv=None):
     p.add_argument("--shifts", type=int, nargs="+", default=[], metavar="D",
                    help="also score the evaluation images shifted by D px (mean of 8 directions)")
     p.add_argument("--json", help="write the figures (accuracies as fractions) to this file")
-    p.add_argument("--probe", type=int, nargs="+", choices=[1, 2, 3], default=None,
-                   help="instead: store every training image's UC<n> output and score the test set (a layer probe)")
+    p.add_argument("--probe", type=int, nargs="+", choices=[0, 1, 2, 3], default=None,
+                   help="instead: store every training image's UC<n> output (0: the raw pixels) and score the "
+                        "evaluation set with the top rule (a layer probe)")
     args = p.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)

@@ -149,7 +149,7 @@ def _train(mnist_root, run: Path, *extra):
     import train as train_script
 
     metrics = train_script.train(compose_train([*TINY, f"data.root={mnist_root}", *extra], run))
-    metrics = {k: v for k, v in metrics.items() if k != "test/ckpt_path" and not k.startswith("time/")}
+    metrics = {k: v for k, v in metrics.items() if k != "test/ckpt_path" and not k.startswith(("time/", "disk/"))}
     return metrics, torch.load(run / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)["state_dict"]
 
 

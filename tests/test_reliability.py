@@ -46,8 +46,8 @@ def same_weights(a: dict, b: dict) -> bool:
 
 
 def comparable(metrics: dict) -> dict:
-    """The metrics that must repeat bit for bit (not the checkpoint path, not the stage times)."""
-    return {k: v for k, v in metrics.items() if k != "test/ckpt_path" and not k.startswith("time/")}
+    """The metrics that must repeat bit for bit (not the checkpoint path, not the stage times, not the disk use)."""
+    return {k: v for k, v in metrics.items() if k != "test/ckpt_path" and not k.startswith(("time/", "disk/"))}
 
 
 def env_one_thread() -> dict:

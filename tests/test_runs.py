@@ -316,3 +316,53 @@ def test_the_compare_notebook_reads_runs_through_the_skipping_reader():
     nb = nbformat.read(ROOT / "notebooks" / "04_compare.ipynb", as_version=4)
     source = "\n".join(c.source for c in nb.cells if c.cell_type == "code")
     assert "read_runs(runs)" in source and "every run has a test accuracy" not in source
+
+
+# --- 4. one copy of the weights per run (issue 27 §2) --------------------------------------------
+
+
+def test_a_finished_run_keeps_one_copy_of_its_weights_and_prints_its_disk_use(finished):
+    """TINY trains one epoch, so its best checkpoint is its last: last.ckpt is a link to it, and
+    metrics.json holds the folder's disk use, which counts the weights once."""
+    import json
+
+    from training.checkpoint import disk_use_mb
+
+    ckpts = finished / "checkpoints"
+    last, best = ckpts / "last.ckpt", ckpts / "epoch_000.ckpt"
+    assert last.is_symlink() and last.resolve() == best.resolve()
+    assert read_checkpoint(last)["global_step"] == read_checkpoint(best)["global_step"]
+    metrics = json.loads((finished / "metrics.json").read_text())
+    assert metrics["disk/last_ckpt_shared"] == 1.0
+    assert abs(metrics["disk/run_mb"] - disk_use_mb(finished)) < 0.05  # metrics.json itself is written after
+    assert disk_use_mb(ckpts) < 1.5 * best.stat().st_size / 2**20  # one copy, not two
+    from training.runs import end_of_run_summary
+
+    line = [ln for ln in end_of_run_summary(metrics, finished).splitlines() if ln.startswith("disk: ")]
+    assert line == [f"disk: {metrics['disk/run_mb']:.1f} MB in the run folder (last.ckpt is a link to the best "
+                    f"checkpoint: one copy of the weights)"]
+
+
+def _ckpt(step: int, w: torch.Tensor) -> dict:
+    return {"epoch": 0, "global_step": step, "state_dict": {"w": w}, "hyper_parameters": {"model": "x"}}
+
+
+def test_last_is_shared_only_when_it_holds_the_best_state_and_a_later_save_replaces_the_link(tmp_path):
+    from lightning.fabric.plugins.io.torch_io import TorchCheckpointIO
+
+    from training.checkpoint import share_last_checkpoint
+
+    io = TorchCheckpointIO()
+    best, last = tmp_path / "epoch_000.ckpt", tmp_path / "last.ckpt"
+    io.save_checkpoint(_ckpt(10, torch.ones(3)), best)
+    io.save_checkpoint(_ckpt(20, torch.ones(3)), last)  # a later step: a different state
+    assert not share_last_checkpoint(best) and not last.is_symlink()
+    io.save_checkpoint(_ckpt(10, torch.zeros(3)), last)  # same step, other weights
+    assert not share_last_checkpoint(best) and not last.is_symlink()
+    io.save_checkpoint(_ckpt(10, torch.ones(3)), last)
+    assert share_last_checkpoint(best) and last.is_symlink() and os.readlink(last) == best.name
+    assert not share_last_checkpoint(best)  # already shared
+    before = best.read_bytes()
+    io.save_checkpoint(_ckpt(30, torch.full((3,), 2.0)), last)  # a resumed run saving last.ckpt again
+    assert not last.is_symlink() and best.read_bytes() == before  # the link is replaced, the best untouched
+    assert torch.load(last, weights_only=True)["global_step"] == 30

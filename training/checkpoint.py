@@ -115,3 +115,63 @@ def _why_unreadable(e: Exception, path: Path | None = None) -> str:
     kept = [s for s in sentences if "weights_only" not in s and "arbitrary code" not in s and "trusted source" not in s]
     reason = " ".join(kept[:2]).rstrip(".") or "it is not a readable PyTorch checkpoint"
     return f"{type(e).__name__}: {reason}"
+
+
+def share_last_checkpoint(best: str | Path) -> bool:
+    """Make the run's ``last.ckpt`` a link to the best checkpoint ``best`` when both hold the same
+    training state (the same epoch, step and weights: the run's best epoch was its last), so that
+    a run keeps one copy of its weights, not two. Returns whether it did.
+
+    The best checkpoint is a whole one (weights, optimiser, loops), so resuming from the link is
+    resuming from the same state. Lightning writes a checkpoint to a temporary file and moves it
+    into place, so a resumed run that saves ``last.ckpt`` again replaces the link, never the file
+    it points to. Where links cannot be made (some Windows setups) both copies stay."""
+    import os
+
+    best = Path(best) if best else None
+    last = best.with_name("last.ckpt") if best else None
+    if best is None or best.name == "last.ckpt" or not best.is_file() or last.is_symlink() or not last.is_file():
+        return False
+    try:
+        a = torch.load(best, map_location="cpu", weights_only=True, mmap=True)
+        b = torch.load(last, map_location="cpu", weights_only=True, mmap=True)
+    except Exception:  # noqa: BLE001 - an unreadable file is left as it is
+        return False
+    if (a.get("epoch"), a.get("global_step")) != (b.get("epoch"), b.get("global_step")):
+        return False
+    sa, sb = a.get("state_dict", {}), b.get("state_dict", {})
+    if sa.keys() != sb.keys() or any(not torch.equal(sa[k], sb[k]) for k in sa):
+        return False
+    link = last.with_name(".last.ckpt.link")
+    try:
+        link.unlink(missing_ok=True)
+        link.symlink_to(best.name)
+        os.replace(link, last)
+    except OSError:
+        link.unlink(missing_ok=True)
+        return False
+    return True
+
+
+def disk_use_mb(folder: str | Path) -> float:
+    """MiB the files under ``folder`` take (a link counts as itself, not as the file it names)."""
+    total = 0
+    for p in Path(folder).rglob("*"):
+        try:
+            if p.is_symlink() or p.is_file():
+                total += p.lstat().st_size
+        except OSError:
+            pass
+    return total / 2**20
+
+
+def keep_one_copy(trainer, folder: str | Path) -> dict[str, float]:
+    """At the end of a run: :func:`share_last_checkpoint` for the trainer's best checkpoint, and the
+    run folder's disk use, as the metrics ``disk/last_ckpt_shared`` (1.0 when shared) and
+    ``disk/run_mb``."""
+    cb = trainer.checkpoint_callback
+    best = cb.best_model_path if cb is not None else ""
+    out = {"disk/last_ckpt_shared": 1.0} if best and share_last_checkpoint(best) else {}
+    out["disk/run_mb"] = disk_use_mb(folder)
+    return out
+

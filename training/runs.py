@@ -302,3 +302,22 @@ def record_sweep_failure(output_dir: str | os.PathLike, e: BaseException) -> boo
         (out / FAILED_NAME).write_text(reason + "\n")
     print(f"error: sweep job {out.name} failed: {reason} (the sweep goes on)", file=sys.stderr)
     return True
+
+
+def end_of_run_summary(metrics: dict, out: Path) -> str:
+    """What train.py prints when a run ends: the test figure and its checkpoint, the stage times,
+    the run folder's disk use (``disk/*``, :func:`training.checkpoint.keep_one_copy`) and where the
+    logs are."""
+    lines = []
+    if "test/acc" in metrics:
+        lines.append(f"test/acc: {metrics['test/acc']:.4f}  (test/loss {metrics.get('test/loss', float('nan')):.4f}, "
+                     f"checkpoint {metrics.get('test/ckpt_path') or 'last weights'})")
+    if "time/train_s" in metrics:
+        lines.append(f"time: start-up {metrics['time/startup_s']:.1f} s (imports, config, data), training "
+                     f"{metrics['time/train_s']:.1f} s (validation included), test {metrics.get('time/test_s', 0.0):.1f} s")
+    if "disk/run_mb" in metrics:
+        shared = " (last.ckpt is a link to the best checkpoint: one copy of the weights)" \
+            if metrics.get("disk/last_ckpt_shared") else ""
+        lines.append(f"disk: {metrics['disk/run_mb']:.1f} MB in the run folder{shared}")
+    lines.append(f"logs and checkpoints: {out.resolve()}   (tensorboard --logdir {out.parent.resolve()})")
+    return "\n".join(lines)
