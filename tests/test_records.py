@@ -14,7 +14,7 @@ import pytest
 
 import train as train_script
 from tests.conftest import FAST, ROOT, compose_train
-from training.records import append_record, read_records
+from training.records import DIRTY_FILES_CAP, append_record, git_state, read_records
 
 sys.path.insert(0, str(ROOT / "benchmarks"))
 import report  # noqa: E402
@@ -30,6 +30,91 @@ def test_a_record_says_what_ran_where_and_is_only_ever_appended(tmp_path):
     assert {"command", "date", "git", "machine"} <= a.keys()
     assert len(a["git"]["commit"] or "") == 40 and isinstance(a["git"]["dirty"], bool)
     assert a["machine"]["cores"] == os.cpu_count() and a["machine"]["torch"]
+
+
+def _git(repo: Path, *args: str) -> None:
+    subprocess.run(["git", "-c", "user.name=t", "-c", "user.email=t@t", "-c", "commit.gpgsign=false", *args],
+                   cwd=repo, check=True, capture_output=True, timeout=30)
+
+
+@pytest.fixture
+def repo(tmp_path):
+    """A committed repository holding code, a config, a results file, a README and a doc."""
+    files = {"model.py": "x = 1\n", "configs/x.yaml": "a: 1\n", "benchmarks/results/r.jsonl": "{}\n",
+             "README.md": "# r\n", "docs/usage.md": "use\n", "notebooks/n.ipynb": "{}\n"}
+    for name, text in files.items():
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_text(text)
+    _git(tmp_path, "init", "-q")
+    _git(tmp_path, "add", ".")
+    _git(tmp_path, "commit", "-q", "-m", "init")
+    return tmp_path
+
+
+def test_a_clean_tree_is_not_dirty(repo):
+    state = git_state(repo)
+    assert len(state["commit"]) == 40 and state["dirty"] is False and state["dirty_files"] == []
+
+
+def test_results_docs_readme_and_untracked_files_do_not_make_a_record_dirty(repo):
+    """Issue 30 §3: every run appends to the results store, so counting it made almost every
+    record "dirty"; documentation and untracked files do not change what a run computes either."""
+    with open(repo / "benchmarks/results/r.jsonl", "a") as f:
+        f.write('{"seed": 1}\n')
+    (repo / "README.md").write_text("# r, with a new table\n")
+    (repo / "docs/usage.md").write_text("use it so\n")
+    (repo / "new_module.py").write_text("y = 2\n")  # untracked
+    (repo / "benchmarks/results/new.jsonl").write_text("{}\n")  # untracked
+    state = git_state(repo)
+    assert state["dirty"] is False and state["dirty_files"] == [], state
+
+
+@pytest.mark.parametrize("name", ["model.py", "configs/x.yaml", "notebooks/n.ipynb"])
+def test_a_change_to_code_or_a_config_makes_it_dirty_and_is_named(repo, name):
+    (repo / name).write_text((repo / name).read_text() + "# changed\n")
+    (repo / "README.md").write_text("# r, changed too\n")  # not named: it is not code
+    state = git_state(repo)
+    assert state["dirty"] is True and state["dirty_files"] == [name], state
+
+
+def test_staged_changes_deletions_and_renames_count(repo):
+    (repo / "configs/x.yaml").write_text("a: 2\n")
+    _git(repo, "add", "configs/x.yaml")  # staged, not committed
+    (repo / "model.py").unlink()
+    _git(repo, "mv", "notebooks/n.ipynb", "docs/n.ipynb")  # code moved under docs/: its old name counts
+    state = git_state(repo)
+    assert state["dirty"] is True and state["dirty_files"] == ["configs/x.yaml", "model.py", "notebooks/n.ipynb"]
+
+
+def test_the_list_of_dirty_files_is_capped_and_says_how_many_it_left_out(repo):
+    names = [f"m{i:02d}.py" for i in range(DIRTY_FILES_CAP + 5)]
+    for name in names:
+        (repo / name).write_text("z = 0\n")
+    _git(repo, "add", *names)
+    state = git_state(repo)
+    assert state["dirty"] is True and len(names) == DIRTY_FILES_CAP + 5
+    assert state["dirty_files"] == names[:DIRTY_FILES_CAP] and state["dirty_files_omitted"] == 5
+
+
+def test_a_project_inside_a_larger_repository_sees_only_its_own_files(repo):
+    """Paths are taken relative to the root given: its own results store does not count, a change
+    outside it does not count either."""
+    (repo / "model.py").write_text("x = 2\n")  # outside 'sub'
+    sub = repo / "sub"
+    (sub / "benchmarks/results").mkdir(parents=True)
+    (sub / "benchmarks/results/r.jsonl").write_text("{}\n")
+    (sub / "train.py").write_text("t = 1\n")
+    _git(repo, "add", "sub")
+    _git(repo, "commit", "-q", "-m", "sub")
+    (sub / "benchmarks/results/r.jsonl").write_text("{}\n{}\n")
+    assert git_state(sub)["dirty"] is False
+    (sub / "train.py").write_text("t = 2\n")
+    assert git_state(sub)["dirty_files"] == ["train.py"]
+
+
+def test_outside_a_repository_dirty_is_unknown(tmp_path, monkeypatch):
+    monkeypatch.setenv("GIT_CEILING_DIRECTORIES", str(tmp_path.parent))  # no repository above tmp_path either
+    assert git_state(tmp_path) == {"commit": None, "dirty": None, "dirty_files": None}
 
 
 def test_a_record_name_cannot_leave_the_store():

@@ -1,10 +1,11 @@
 """The results store: one JSON line per run in ``benchmarks/results/<name>.jsonl``.
 
 Every benchmark, and ``train.py`` when asked (``+record=<name>``), appends a record: the command
-line and its overrides, the git commit and whether the tree had uncommitted changes, the date,
-the machine (CPU model, cores, threads, torch version, GPU), the seeds, every metric and the
-stage times. Records are only ever appended, never rewritten; ``benchmarks/report.py`` builds
-the README's tables from them, so every figure there points at the line it comes from.
+line and its overrides, the git commit and whether its code or configs had uncommitted changes
+(and which files: see :func:`git_state`), the date, the machine (CPU model, cores, threads,
+torch version, GPU), the seeds, every metric and the stage times. Records are only ever
+appended, never rewritten; ``benchmarks/report.py`` builds the README's tables from them, so
+every figure there points at the line it comes from.
 ``NEOLENET_RESULTS_DIR`` moves the store (the tests write to a temporary one).
 """
 
@@ -27,18 +28,56 @@ def results_dir() -> Path:
     return Path(os.environ.get("NEOLENET_RESULTS_DIR") or ROOT / "benchmarks" / "results")
 
 
+# What "dirty" means: a tracked file that can change what a run computes differs from the commit.
+# Changes to these do not count: the results store itself (every recorded run appends to it), the
+# documentation, and Markdown files anywhere. Everything else tracked counts -- Python, configs,
+# pyproject.toml, notebooks (their code is code), scripts, test fixtures. Untracked files never count.
+NOT_CODE_DIRS = ("benchmarks/results/", "docs/")
+NOT_CODE_SUFFIXES = (".md",)
+DIRTY_FILES_CAP = 20
+
+
+def counts_as_code(path: str) -> bool:
+    """Whether a change to ``path`` (relative to the project root, '/'-separated) makes a run's
+    code differ from its commit."""
+    return not (path.startswith(NOT_CODE_DIRS) or path.lower().endswith(NOT_CODE_SUFFIXES))
+
+
 def git_state(root: Path = ROOT) -> dict[str, Any]:
-    """``{"commit": <sha or None>, "dirty": <uncommitted changes to tracked files>}``."""
+    """``{"commit": <sha or None>, "dirty": <code or configs differ from the commit>,
+    "dirty_files": <the changed files that made it dirty, sorted, at most DIRTY_FILES_CAP>}``, plus
+    ``"dirty_files_omitted": <how many more>`` when the list is cut. Staged and unstaged changes to
+    tracked files under ``root`` count (a deletion or rename too, by both its names); changes that
+    :func:`counts_as_code` says are not code, and untracked files, do not. ``dirty`` and
+    ``dirty_files`` are None when git cannot tell. (Records written before issue 30 have no
+    ``dirty_files``; their ``dirty`` counted any tracked file, the results store included.)"""
     def run(*args: str) -> str | None:
-        try:
-            return subprocess.run(["git", *args], cwd=root, capture_output=True, text=True, timeout=10,
-                                  check=True).stdout.strip()
+        try:  # --no-optional-locks: never refresh the index behind someone else's back
+            return subprocess.run(["git", "--no-optional-locks", *args], cwd=root, capture_output=True,
+                                  text=True, timeout=10, check=True).stdout
         except (OSError, subprocess.SubprocessError):
             return None
 
     commit = run("rev-parse", "HEAD")
-    status = run("status", "--porcelain", "--untracked-files=no")
-    return {"commit": commit, "dirty": bool(status) if status is not None else None}
+    prefix = run("rev-parse", "--show-prefix")  # where root lies inside the repository ("" at its top)
+    status = run("status", "--porcelain", "-z", "--untracked-files=no", "--no-renames", "--", ".")
+    state: dict[str, Any] = {"commit": commit.strip() if commit else None, "dirty": None, "dirty_files": None}
+    if status is None or prefix is None:
+        return state
+    prefix = prefix.strip()
+    changed: set[str] = set()
+    fields = iter(status.split("\0"))
+    for entry in fields:  # "XY path"; a rename or copy ("R"/"C") is followed by its old path
+        if len(entry) < 4:
+            continue
+        changed.add(entry[3:])
+        if "R" in entry[:2] or "C" in entry[:2]:
+            changed.add(next(fields, ""))
+    code = sorted(p[len(prefix):] for p in changed if p.startswith(prefix) and counts_as_code(p[len(prefix):]))
+    state.update(dirty=bool(code), dirty_files=code[:DIRTY_FILES_CAP])
+    if len(code) > DIRTY_FILES_CAP:
+        state["dirty_files_omitted"] = len(code) - DIRTY_FILES_CAP
+    return state
 
 
 def machine() -> dict[str, Any]:
