@@ -18,7 +18,7 @@ normalised as in training. A file that cannot be read is reported and the others
 the exit status is then 1.
 
 Arguments are parsed before torch is imported, and the network is built from the checkpoint
-without Lightning (``training.checkpoint.read_checkpoint`` + ``models.get_model``), so the command
+without Lightning (``training.checkpoint.read_checkpoint`` + ``build_network``), so the command
 starts quickly.
 """
 
@@ -30,20 +30,15 @@ from pathlib import Path
 
 def load_network(ckpt_path):
     """``(net, ckpt)``: the checkpoint's network (CPU, eval mode) with its weights, and the checkpoint.
-    Built with :func:`models.get_model` from the checkpoint's hyperparameters, as the Classifier
-    builds it; a :class:`CheckpointError` naming the file when they do not fit."""
-    import torch
-
-    import models
-    from training.checkpoint import read_checkpoint
+    Built from the checkpoint's hyperparameters by :func:`training.checkpoint.build_network`, as the
+    Classifier builds it; a :class:`CheckpointError` naming the file when they do not fit."""
+    from training.checkpoint import build_network, read_checkpoint
     from models.errors import CheckpointError, UserError
 
     ckpt = read_checkpoint(ckpt_path)
     hp = ckpt["hyper_parameters"]
     try:
-        kwargs = dict(hp.get("model_kwargs") or {})
-        net = models.get_model(hp["model"], in_channels=hp.get("in_channels", 1), num_classes=hp.get("num_classes", 10),
-                               input_size=hp.get("input_size", 28), **kwargs)
+        net = build_network(**hp)
     except (UserError, TypeError, ValueError) as e:
         raise CheckpointError(f"{ckpt_path}: cannot build the model it names ({hp.get('model')!r}): {e}") from None
     weights = {k[len("net."):]: v for k, v in ckpt["state_dict"].items() if k.startswith("net.")}
@@ -55,8 +50,6 @@ def load_network(ckpt_path):
         raise CheckpointError(
             f"{ckpt_path}: its weights do not fit the model it names ({hp.get('model')!r}): {str(e).splitlines()[0]}"
         ) from None
-    if hp.get("channels_last"):
-        net = net.to(memory_format=torch.channels_last)
     return net.eval(), ckpt
 
 
@@ -69,14 +62,15 @@ def predict(ckpt_path: str, images: list[str], topk: int = 3, invert: bool = Fal
     ``on_notice(name, text)`` receives the notes about each image's conversion (default: stderr)."""
     import torch
 
-    from training.checkpoint import checkpoint_data_state
+    from training.checkpoint import checkpoint_data_state, mirror_averaged
+    from models.checks import is_int
     from models.errors import ConfigError, ImageError
     from training.images import decode_image, training_background, transform_batch
 
     net, ckpt = load_network(ckpt_path)
     hp = ckpt["hyper_parameters"]
     channels, size, n_classes = hp.get("in_channels", 1), hp.get("input_size", 28), hp.get("num_classes", 10)
-    if isinstance(topk, bool) or not isinstance(topk, int) or not 1 <= topk <= n_classes:
+    if not is_int(topk) or not 1 <= topk <= n_classes:
         raise ConfigError(f"--topk must be between 1 and {n_classes} (the model's classes), got {topk}")
     state = checkpoint_data_state(ckpt) or {}
     classes = state.get("classes") or [str(i) for i in range(n_classes)]
@@ -104,9 +98,8 @@ def predict(ckpt_path: str, images: list[str], topk: int = 3, invert: bool = Fal
         if hp.get("channels_last"):
             x = x.contiguous(memory_format=torch.channels_last)
         with torch.no_grad():
-            scores = net(x)
-            if hp.get("tta_flip"):  # the model was evaluated as the mean with the mirror image
-                scores = (scores + net(x.flip(3))) / 2
+            # a model evaluated as the mean with the mirror image (model.tta_flip) predicts so too
+            scores = mirror_averaged(net, x) if hp.get("tta_flip") else net(x)
             probs = scores.float().softmax(dim=1)
         p, i = probs.topk(topk, dim=1)
         for name, ps, js in zip(done, p.tolist(), i.tolist()):

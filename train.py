@@ -45,8 +45,8 @@ def train(cfg: DictConfig, progress: dict | None = None) -> dict[str, float]:
     import torch
     from lightning.pytorch.loggers import TensorBoardLogger
 
-    from training.module import check_resume_checkpoint
-    from training.cli import check_learning_phases, check_resume_config, check_run_config, check_trainer_config
+    from training.cli import (check_learning_phases, check_resume_checkpoint, check_resume_config, check_run_config,
+                              check_trainer_config)
     from training.tb_callbacks import log_hparams
 
     progress = {} if progress is None else progress

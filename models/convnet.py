@@ -88,6 +88,12 @@ class ConvNet(nn.Module):
     def forward(self, x):
         return self.classifier(self.features(x))
 
+    def feature_layers(self) -> dict[str, nn.Module]:
+        """The convolutions and poolings of ``features`` by module name (``features.0``, ...): the
+        layers whose outputs :mod:`training.visualize` draws (none for model=mlp)."""
+        return {f"features.{i}": m for i, m in enumerate(self.features)
+                if isinstance(m, (nn.Conv2d, *POOLS.values()))}
+
 
 @register_model
 def convnet(in_channels: int = 1, num_classes: int = 10, input_size: int = 28, blocks=DEFAULT_BLOCKS,

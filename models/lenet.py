@@ -231,6 +231,16 @@ class LeNet(nn.Module):
             grads = torch.autograd.grad(surrogate, [leaves[n] for n in names], allow_unused=True)
         return {n: (g.detach() if g is not None else torch.zeros_like(leaves[n])) for n, g in zip(names, grads)}
 
+    # -- what training.visualize draws ---------------------------------------------------
+    def feature_layers(self) -> dict[str, nn.Module]:
+        """``{stage name: stage}`` (C1, S2, ... or H1, H2, ...), in forward order."""
+        return {st.name: st for st in self.stages}
+
+    def conv_filters(self) -> dict[str, torch.Tensor]:
+        """``{stage name: kernels (out, in, k, k)}`` of the convolution stages, a connection
+        table's unconnected (output, input) pairs as zero kernels."""
+        return {st.name: st.op.full_weight() for st in self.stages if isinstance(st.op, TableConv2d)}
+
     # -- bookkeeping --------------------------------------------------------------------
     def layer_params(self) -> dict[str, int]:
         """Trainable parameters per named layer (the papers' per-layer figures)."""

@@ -135,6 +135,14 @@ class Neocognitron(nn.Module):
     def c_layers(self) -> list[nn.Module]:
         return [st[1] for st in self.stages]
 
+    def feature_layers(self) -> dict[str, nn.Module]:
+        """``{S1: ..., C1: ..., S2: ...}``: each stage's S- and C-layer, in forward order (the
+        layers whose outputs and filters :mod:`training.visualize` draws under these names)."""
+        layers: dict[str, nn.Module] = {}
+        for i, (s, c) in enumerate(zip(self.s_layers(), self.c_layers())):
+            layers[f"S{i + 1}"], layers[f"C{i + 1}"] = s, c
+        return layers
+
     def features(self, x: torch.Tensor) -> torch.Tensor:
         """Output of the last C-layer, ``(B, planes, n, n)``."""
         return self.stages(x)

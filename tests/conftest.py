@@ -1,53 +1,31 @@
 """Shared fixtures: small data sets written to disk in torchvision's layouts, offline.
 
 The digits come from scikit-learn's bundled 8x8 handwritten digits (1,797 images),
-upscaled to 28x28, so that "does it learn" tests run on real handwriting."""
+upscaled to 28x28, so that "does it learn" tests run on real handwriting; they are the
+notebooks' small MNIST, written by the same functions (:mod:`training.visualize`)."""
 
 from __future__ import annotations
 
 import pickle
-import struct
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
-import torch.nn.functional as F
 from hydra import compose, initialize_config_dir
 
 import models  # noqa: F401
 import training  # noqa: F401  (registers the config resolvers)
+from training.visualize import sklearn_digits_28 as digits_28  # noqa: F401  (the tests import it from here)
+from training.visualize import write_idx, write_small_mnist  # noqa: F401  (write_idx: likewise)
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIGS = ROOT / "configs"
 
 
-def write_idx(path: Path, array: np.ndarray) -> None:
-    """Write an IDX file (the MNIST format): magic 0x0000 08 <ndim>, big-endian sizes, uint8 data."""
-    header = struct.pack(">I", 0x0800 | array.ndim) + struct.pack(f">{array.ndim}I", *array.shape)
-    path.write_bytes(header + array.astype(np.uint8).tobytes())
-
-
-def digits_28() -> tuple[np.ndarray, np.ndarray]:
-    """scikit-learn's 8x8 digits as 28x28 uint8 images (white digit on black, like MNIST)."""
-    from sklearn.datasets import load_digits
-
-    d = load_digits()
-    x = torch.tensor(d.images, dtype=torch.float32)[:, None] / 16.0
-    x = F.interpolate(x, size=(20, 20), mode="bilinear", align_corners=False)
-    x = F.pad(x, (4, 4, 4, 4))
-    return (x[:, 0] * 255).round().clamp(0, 255).to(torch.uint8).numpy(), d.target.astype(np.uint8)
-
-
 def make_mnist(root: Path, name: str = "MNIST", n_test: int = 297) -> Path:
-    x, y = digits_28()
-    raw = root / name / "raw"
-    raw.mkdir(parents=True, exist_ok=True)
-    write_idx(raw / "train-images-idx3-ubyte", x[n_test:])
-    write_idx(raw / "train-labels-idx1-ubyte", y[n_test:])
-    write_idx(raw / "t10k-images-idx3-ubyte", x[:n_test])
-    write_idx(raw / "t10k-labels-idx1-ubyte", y[:n_test])
-    return root
+    """The digits in ``root/<name>/raw`` in MNIST's IDX layout (1,500 train, ``n_test`` test)."""
+    return write_small_mnist(root, n_test=n_test, name=name)
 
 
 def make_cifar_batches(root: Path, n_per_batch: int = 20) -> Path:

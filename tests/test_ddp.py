@@ -20,12 +20,14 @@ from hydra.utils import instantiate
 
 from training.module import Classifier
 from training.data import EpochShuffleSampler, MNISTDataModule
+from training.tb_callbacks import ValidationErrors
 from tests.conftest import ROOT, compose_train, with_model
 
 
 class RecordShards(L.Callback):
     """Test probe (runs inside every DDP process): a fingerprint of every training image each
-    rank trained on, per epoch, and the rank's final state, saved as ``<out>/rank<r>.pt``."""
+    rank trained on, per epoch, the rank's final state and the confusion matrix its
+    ValidationErrors callback logged last (None where it logged none), saved as ``<out>/rank<r>.pt``."""
 
     def __init__(self, out: str):
         self.out = Path(out)
@@ -40,8 +42,9 @@ class RecordShards(L.Callback):
 
     def on_train_end(self, trainer, pl_module):
         state = {k: v.detach().cpu().clone() for k, v in pl_module.state_dict().items()}
+        last_cm = next((c.last_cm for c in trainer.callbacks if isinstance(c, ValidationErrors)), None)
         torch.save({"seen": self.seen, "state": state, "world_size": trainer.world_size, "pid": os.getpid(),
-                    "draws": self.draws},
+                    "draws": self.draws, "last_cm": last_cm},
                    self.out / f"rank{trainer.global_rank}.pt")
 
 
@@ -224,6 +227,29 @@ def test_ddp_logged_val_acc_equals_single_process_evaluation(ddp_run, mnist_root
     best = Classifier.load_from_checkpoint(logged["test/ckpt_path"], map_location="cpu")
     (tested,) = trainer.test(best, datamodule=dm, verbose=False)  # train.py tests the best checkpoint
     assert logged["test/acc"] == pytest.approx(tested["test/acc"], abs=1e-7)
+
+
+def test_ddp_confusion_matrix_counts_every_validation_image(ddp_run, mnist_root):
+    """The val/confusion_matrix rank 0 logs sums both ranks' counts (the Classifier's val_cm metric):
+    all 200 validation images, not the 100 of rank 0's shard, and the very matrix one process
+    counts with the final weights."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    _, (run,), _, _ = ddp_run
+    r0, r1 = (torch.load(run / f"rank{r}.pt", weights_only=True) for r in (0, 1))
+    cm = r0["last_cm"]
+    assert cm is not None and r1["last_cm"] is None  # rank 0 alone writes to TensorBoard
+    assert cm.shape == (10, 10) and int(cm.sum()) == 200
+    events = EventAccumulator(str(run / "tensorboard"), size_guidance={"images": 0})
+    events.Reload()
+    assert len(events.Images("val/confusion_matrix")) == 2  # one per epoch, the last one drawn from cm
+    model = Classifier.load_from_checkpoint(run / "checkpoints" / "last.ckpt", map_location="cpu")
+    dm = MNISTDataModule(root=str(mnist_root), val_size=200, train_subset=256, download=False)
+    trainer = L.Trainer(accelerator="cpu", devices=1, logger=False, enable_progress_bar=False,
+                        enable_model_summary=False)
+    (single,) = trainer.validate(model, datamodule=dm, verbose=False)
+    assert torch.equal(cm, model.val_cm.compute())
+    assert float(cm.trace()) / 200 == pytest.approx(single["val/acc"], abs=1e-7)
 
 
 # --- the self-organised Neocognitron --------------------------------------------------

@@ -44,6 +44,7 @@ import torch
 from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 
+from models.checks import check_positive_int
 from models.errors import ConfigError, DivergenceError
 
 PARTIAL_SUFFIX = ".partial"
@@ -526,9 +527,7 @@ class SDLMHessianCallback(L.Callback):
     pass). Does nothing when the optimizer is not SDLM."""
 
     def __init__(self, num_samples: int = 500):
-        if isinstance(num_samples, bool) or not isinstance(num_samples, int) or num_samples < 1:
-            raise ConfigError(f"SDLMHessianCallback: num_samples must be a positive integer, got {num_samples!r}")
-        self.num_samples = num_samples
+        self.num_samples = check_positive_int("SDLMHessianCallback", "num_samples", num_samples)
 
     def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         from models.sdlm import SDLM

@@ -7,6 +7,10 @@ plain types, nothing that can run code). The checkpoints ``train.py`` writes con
 so they load; a file that carries any other object is refused with a :class:`CheckpointError`
 before anything in it runs. There is no switch to load such a file: a checkpoint of this project
 never needs one.
+
+The network a checkpoint names is rebuilt from its hyperparameters by :func:`build_network`, and
+evaluated as it was in training by :func:`mirror_averaged` (``model.tta_flip``), the same for the
+Classifier, predict.py and the run reports; neither needs Lightning.
 """
 
 from __future__ import annotations
@@ -56,6 +60,25 @@ def read_checkpoint(path) -> dict:
     if not isinstance(hp, dict) or "model" not in hp or "state_dict" not in ckpt:
         raise CheckpointError(f"{path} is not a checkpoint of this project's Classifier (it names no model)")
     return ckpt
+
+
+def build_network(model: str, model_kwargs: dict | None = None, in_channels: int = 1, num_classes: int = 10,
+                  input_size: int = 28, channels_last: bool = False, **other_hparams: Any) -> torch.nn.Module:
+    """The registered network ``model`` (:func:`models.get_model`), built from a Classifier's
+    hyperparameters (``build_network(**ckpt["hyper_parameters"])``; the optimizer and the other
+    training settings are ignored), in the channels-last memory format when it was trained so.
+    Its weights are the caller's to load."""
+    from models import get_model
+
+    net = get_model(model, in_channels=in_channels, num_classes=num_classes, input_size=input_size,
+                    **dict(model_kwargs or {}))
+    return net.to(memory_format=torch.channels_last) if channels_last else net
+
+
+def mirror_averaged(forward, x: torch.Tensor) -> torch.Tensor:
+    """Test-time augmentation (``model.tta_flip``): the mean of ``forward``'s scores for the
+    images ``x`` and for their mirror images (flipped left to right)."""
+    return (forward(x) + forward(x.flip(3))) / 2
 
 
 # Where classes named in checkpoints written before the layout split (issue 18) live now.

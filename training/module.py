@@ -23,12 +23,13 @@ import torch.nn.functional as F
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 from torchmetrics import MaxMetric, MeanMetric
-from torchmetrics.classification import MulticlassAccuracy
+from torchmetrics.classification import MulticlassAccuracy, MulticlassConfusionMatrix
 
 from .callbacks import host_sync_due, what_is_kept
+from .checkpoint import build_network, mirror_averaged
 from .checkpoint import checkpoint_data_state, read_checkpoint  # noqa: F401  (re-exported: eval.py, predict.py)
+from .cli.resume import check_resume_checkpoint  # noqa: F401  (re-exported; a resume check)
 from models.errors import CheckpointError, ConfigError, DivergenceError
-from models import get_model
 
 
 def _plain(cfg: Any) -> Any:
@@ -68,9 +69,7 @@ class Classifier(L.LightningModule):
             if isinstance(value, (int, float)) and not isinstance(value, bool) and value < 0:
                 raise ConfigError(f"model.scheduler.{key} must be a learning rate >= 0, got {value!r}")
         self.save_hyperparameters()
-        self.net = get_model(model, in_channels=in_channels, num_classes=num_classes, input_size=input_size, **model_kwargs)
-        if channels_last:
-            self.net = self.net.to(memory_format=torch.channels_last)
+        self.net = build_network(model, model_kwargs, in_channels, num_classes, input_size, channels_last)
         # compiled lazily and kept out of the module tree, so checkpoints hold the plain weights
         object.__setattr__(self, "_compiled", None)
         self.automatic_optimization = getattr(self.net, "learns_by_backprop", True)
@@ -84,6 +83,10 @@ class Classifier(L.LightningModule):
         self.train_acc = MulticlassAccuracy(**acc, validate_args=False)
         self.val_acc, self.test_acc = (MulticlassAccuracy(**acc) for _ in range(2))
         self.val_acc_best = MaxMetric()
+        # The validation confusion matrix (training.tb_callbacks.ValidationErrors draws it): a metric
+        # attribute, so that its compute() sums the counts of every DDP rank; the scores and labels
+        # are the ones val_acc has just checked.
+        self.val_cm = MulticlassConfusionMatrix(num_classes=num_classes, validate_args=False)
         self.val_acc_best.persistent(True)  # in checkpoints, so a resumed run keeps the best so far
         self.train_loss.persistent(True)  # and an epoch resumed midway its running training metrics
         self.train_acc.persistent(True)
@@ -104,11 +107,11 @@ class Classifier(L.LightningModule):
         x, y = batch
         if self.hparams.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
-        scores = self(x)
         if self.training:  # label smoothing (model.label_smoothing) is a training loss only
+            scores = self(x)
             return self.loss(scores, y, self.hparams.label_smoothing), scores, y
-        if self.hparams.tta_flip:  # test-time augmentation: mean with the mirror image
-            scores = (scores + self(x.flip(3))) / 2
+        # test-time augmentation (model.tta_flip): the mean with the mirror image
+        scores = mirror_averaged(self, x) if self.hparams.tta_flip else self(x)
         return self.loss(scores, y), scores, y
 
     # -- training --------------------------------------------------------------------
@@ -164,7 +167,11 @@ class Classifier(L.LightningModule):
         self.val_acc(scores, y)
         self.log("val/loss", self.val_loss, on_step=False, on_epoch=True, prog_bar=True)
         self.log("val/acc", self.val_acc, on_step=False, on_epoch=True, prog_bar=True)
-        return {"scores": scores.detach()}  # for callbacks (confusion matrix, worst mistakes)
+        self.val_cm.update(scores.detach(), y)
+        return {"scores": scores.detach()}  # for callbacks (worst mistakes)
+
+    def on_validation_epoch_start(self) -> None:
+        self.val_cm.reset()  # not logged with self.log, so Lightning does not reset it
 
     def on_validation_epoch_end(self) -> None:
         if self.trainer.sanity_checking:
@@ -305,27 +312,3 @@ def _build(key: str, cfg: dict, *args, **kwargs):
         while cause.__cause__ is not None:  # Hydra wraps the real error
             cause = cause.__cause__
         raise ConfigError(f"{key} ({cfg.get('_target_')}): {type(cause).__name__}: {str(cause).splitlines()[0][:300]}") from None
-
-
-def check_resume_checkpoint(path, module: L.LightningModule, ckpt: dict | None = None) -> dict:
-    """Read a checkpoint to resume ``module``'s training from (unless ``ckpt``, the checkpoint
-    already read from ``path``, is given), and check that its weights load into this model
-    (Lightning loads them again right after); a clear :class:`CheckpointError` for a missing,
-    empty, corrupt or other model's checkpoint instead of a deep traceback."""
-    ckpt = read_checkpoint(path) if ckpt is None else ckpt
-    try:
-        module.load_state_dict(ckpt["state_dict"], strict=True)
-    except RuntimeError as e:
-        saved, have = ckpt["state_dict"], module.state_dict()
-        missing = [k for k in have if k not in saved]
-        unexpected = [k for k in saved if k not in have]
-        detail = [f"{len(missing)} weight(s) missing, e.g. {missing[0]}"] if missing else []
-        detail += [f"{len(unexpected)} unexpected, e.g. {unexpected[0]}"] if unexpected else []
-        detail += [ln.strip().rstrip(".") for ln in str(e).splitlines() if "size mismatch" in ln][:1]
-        raise CheckpointError(
-            f"cannot resume from {path}: it holds a {ckpt['hyper_parameters'].get('model')!r} model whose weights "
-            f"do not fit the {module.hparams.get('model')!r} model this config builds "
-            f"({'; '.join(detail) or str(e).splitlines()[0]}). Resume with the config the checkpoint was trained "
-            f"with, or drop ckpt_path to start afresh."
-        ) from None
-    return ckpt

@@ -143,10 +143,16 @@ class _TensorBoardCallback(L.Callback):
             raise ConfigError(f"{type(self).__name__}: every_n_epochs must be a positive integer, got {every_n_epochs!r}")
         self.every_n_epochs = every_n_epochs
 
-    def _due(self, trainer: L.Trainer) -> bool:
-        if trainer.sanity_checking or tensorboard_writer(trainer) is None:
+    def _due_on_every_rank(self, trainer: L.Trainer) -> bool:
+        """Whether this epoch logs, answered alike on every DDP rank (a metric's compute(), which
+        sums the ranks' counts, must run on all of them)."""
+        if trainer.sanity_checking or not any(isinstance(lg, TensorBoardLogger) for lg in trainer.loggers):
             return False
         return (trainer.current_epoch + 1) % self.every_n_epochs == 0
+
+    def _due(self, trainer: L.Trainer) -> bool:
+        """Whether this process draws now: rank 0 (which alone writes to TensorBoard), when due."""
+        return self._due_on_every_rank(trainer) and tensorboard_writer(trainer) is not None
 
     @staticmethod
     def _images(batch) -> torch.Tensor | None:
@@ -203,7 +209,11 @@ class FeatureMaps(_TensorBoardCallback):
 
 class ValidationErrors(_TensorBoardCallback):
     """``val/confusion_matrix`` and ``val/worst_mistakes``: the ``k`` misclassified validation
-    images whose true class got the lowest probability, titled 'true→predicted (p(true))'."""
+    images whose true class got the lowest probability, titled 'true→predicted (p(true))'.
+
+    The confusion matrix is the module's ``val_cm`` metric (:class:`training.module.Classifier`
+    counts it), summed over every DDP rank, so it covers the whole validation split; for a module
+    without one, this callback counts its own the same way. The worst mistakes are rank 0's."""
 
     def __init__(self, every_n_epochs: int = 1, k: int = 16, normalize: bool = False):
         super().__init__(every_n_epochs)
@@ -212,25 +222,37 @@ class ValidationErrors(_TensorBoardCallback):
         self._reset()
 
     def _reset(self):
-        self.cm: torch.Tensor | None = None
+        self.own_cm = None  # the callback's own count, for a module without val_cm
         self.worst: tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor] | None = None
+
+    @staticmethod
+    def _module_cm(pl_module):
+        from torchmetrics.classification import MulticlassConfusionMatrix
+
+        cm = getattr(pl_module, "val_cm", None)
+        return cm if isinstance(cm, MulticlassConfusionMatrix) else None
 
     def on_validation_epoch_start(self, trainer, pl_module):
         self._reset()
 
     @torch.no_grad()
     def on_validation_batch_end(self, trainer, pl_module, outputs, batch, batch_idx, dataloader_idx=0):
-        if dataloader_idx != 0 or not self._due(trainer):
+        if dataloader_idx != 0 or not self._due_on_every_rank(trainer):
             return
         x, y = batch[0], batch[1]
         scores = outputs.get("scores") if isinstance(outputs, dict) else None
         if scores is None:  # the module's validation_step does not return its scores
             scores = pl_module(x)
+        if self._module_cm(pl_module) is None:
+            from torchmetrics.classification import MulticlassConfusionMatrix
+
+            if self.own_cm is None:  # on the module's device, so that compute() can sum the ranks' counts
+                self.own_cm = MulticlassConfusionMatrix(scores.shape[1], validate_args=False).to(scores.device)
+            self.own_cm.update(scores.detach(), y)
+        if not self._due(trainer):
+            return
         scores, y = scores.detach().float().cpu(), y.detach().cpu()
-        n = scores.shape[1]
         pred = scores.argmax(1)
-        cm = torch.bincount(y * n + pred, minlength=n * n).view(n, n)
-        self.cm = cm if self.cm is None else self.cm + cm
         idx = viz.worst_mistakes(scores, y, self.k)
         if len(idx):
             p_true = scores.softmax(1)[idx, y[idx]]
@@ -241,17 +263,23 @@ class ValidationErrors(_TensorBoardCallback):
             self.worst = tuple(t[keep] for t in cand)
 
     def on_validation_epoch_end(self, trainer, pl_module):
-        if not self._due(trainer) or self.cm is None:
+        if not self._due_on_every_rank(trainer):
+            return
+        metric = self._module_cm(pl_module)
+        metric = self.own_cm if metric is None else metric
+        cm = metric.compute().cpu() if metric is not None else None  # on every rank: sums their counts
+        if not self._due(trainer) or cm is None or not cm.sum():  # rank 0 draws, once a batch was counted
+            self._reset()
             return
         if not _can_draw_figures():
             self._reset()
             return
         writer, step = tensorboard_writer(trainer), trainer.global_step
         classes = getattr(trainer.datamodule, "classes", None) if trainer.datamodule is not None else None
-        if classes is not None and len(classes) != self.cm.shape[0]:
+        if classes is not None and len(classes) != cm.shape[0]:
             classes = None
-        self.last_cm = self.cm
-        writer.add_figure("val/confusion_matrix", viz.confusion_figure(self.cm, classes, self.normalize), step)
+        self.last_cm = cm
+        writer.add_figure("val/confusion_matrix", viz.confusion_figure(cm, classes, self.normalize), step)
         if self.worst is not None:
             images, t, p, pt = self.worst
             writer.add_figure("val/worst_mistakes", viz.mistakes_figure(images, t, p, pt, classes), step)

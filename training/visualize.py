@@ -1,19 +1,21 @@
 """Figures that show what a network learned: filters, feature maps, mistakes, a confusion matrix.
 
-Used by the TensorBoard callbacks (:mod:`training.tb_callbacks`) and by the notebooks. Every
-function works on any registered network:
+Used by the TensorBoard callbacks (:mod:`training.tb_callbacks`) and by the notebooks. A network
+says what to draw by defining methods named as the functions below; a plain ``nn.Module``
+without them gets the generic answer:
 
-* **Filters** (:func:`conv_filters`): the 4-D weights ``(out, in, k, k)`` of every
-  convolution-like layer -- ``nn.Conv2d``, this project's ``ops.Conv2d``, LeNet's
-  ``TableConv2d`` (its table scattered into a full kernel, zeros where a map is not
-  connected) and the self-organised Neocognitron's S-layers (``SLayer.weights()``).
-* **Feature maps** (:func:`feature_maps`): the outputs of the layers a network names in
-  ``feature_layers() -> {name: module}`` when it defines that; else LeNet's named stages
-  (C1, S2, ...), the supervised Neocognitron's S- and C-layers (S1, C1, S2, ...), the
-  self-organised one's UG, US1, UC1, ..., UC3, and otherwise every conv / pooling module,
-  captured with forward hooks.
-* **Planes per layer** (:func:`planes_per_layer`) of the self-organised Neocognitron, whose
-  layers grow while it learns.
+* **Filters** (:func:`conv_filters`): the network's ``conv_filters() -> {name: (out, in, k, k)}``
+  (LeNet: its table convolutions as full kernels, zeros where a map is not connected; the
+  self-organised Neocognitron: its S-layers' weights); else the 4-D weights of every
+  ``nn.Conv2d`` / ``ops.Conv2d``, named after the feature layer holding it.
+* **Feature maps** (:func:`feature_maps`): the network's ``feature_maps(x) -> {name: maps}``
+  (the self-organised Neocognitron's U0, UG, US1, UC1, ..., UC3); else the outputs of the
+  layers :func:`feature_layers` names, captured with forward hooks.
+* **Feature layers** (:func:`feature_layers`): the network's ``feature_layers() -> {name: module}``
+  (LeNet's stages C1, S2, ...; the supervised Neocognitron's S1, C1, S2, ...; ConvNet's convs and
+  poolings); else every conv / pooling module.
+* **Planes per layer** (:func:`planes_per_layer`): the network's ``planes_per_layer()`` (the
+  self-organised Neocognitron, whose layers grow while it learns); else None.
 
 matplotlib is imported only by the functions that draw figures, and they build
 ``matplotlib.figure.Figure`` objects without pyplot: no backend is touched, nothing is left
@@ -58,30 +60,27 @@ def unwrap(model: nn.Module) -> nn.Module:
     return getattr(model, "net", model)
 
 
-def is_self_organised(net: nn.Module) -> bool:
-    return not getattr(net, "learns_by_backprop", True) and all(hasattr(net, a) for a in ("us1", "us2", "us3", "uc"))
+def _hook(net: nn.Module, name: str):
+    """The network's own method ``name`` (the figure data it defines for itself), or None."""
+    own = getattr(net, name, None)
+    return own if callable(own) else None
 
 
 # ----------------------------------------------------------------------------- filters
 def conv_filters(model: nn.Module) -> dict[str, torch.Tensor]:
     """``{layer name: weights (out, in, k, k)}`` of every convolution-like layer, in order."""
     net = unwrap(model)
+    own = _hook(net, "conv_filters")
+    if own is not None:
+        return {name: w.detach().float().cpu() for name, w in own().items() if w.dim() == 4}
     conv_types, _ = _project_types()
-    # a conv inside a named feature layer (LeNet's C1, the Neocognitron's S1, ...) takes its name
+    # a conv inside a named feature layer (the Neocognitron's S1, ...) takes its name
     qualified = {id(m): q for q, m in net.named_modules()}
     layer_of = {qualified[id(m)]: label for label, m in feature_layers(net).items() if id(m) in qualified}
     out: dict[str, torch.Tensor] = {}
     for name, m in net.named_modules():
-        w = None
-        if callable(getattr(m, "full_weight", None)):  # LeNet's TableConv2d
-            w = m.full_weight()
-        elif hasattr(m, "weights") and hasattr(m, "acc") and callable(m.weights):  # Fukushima's SLayer
-            if m.acc.shape[0] == 0:
-                continue
-            w = m.weights()
-        elif isinstance(m, conv_types) and getattr(m, "weight", None) is not None and m.weight.dim() == 4:
-            w = m.weight
-        if w is not None and w.dim() == 4:
+        w = getattr(m, "weight", None) if isinstance(m, conv_types) else None
+        if isinstance(w, torch.Tensor) and w.dim() == 4:
             label = getattr(m, "name", None) if isinstance(getattr(m, "name", None), str) else None
             for q, lbl in layer_of.items():
                 if name == q or name.startswith(q + "."):
@@ -133,17 +132,9 @@ def filter_grid(w: torch.Tensor, max_out: int = 64, max_in: int = 32, upscale: i
 def feature_layers(model: nn.Module) -> dict[str, nn.Module]:
     """The layers whose outputs :func:`feature_maps` shows, ``{name: module}``."""
     net = unwrap(model)
-    own = getattr(net, "feature_layers", None)
-    if callable(own):
+    own = _hook(net, "feature_layers")
+    if own is not None:
         return dict(own())
-    if callable(getattr(net, "s_layers", None)) and callable(getattr(net, "c_layers", None)):  # Neocognitron
-        layers = {}
-        for i, (s, c) in enumerate(zip(net.s_layers(), net.c_layers())):
-            layers[f"S{i + 1}"], layers[f"C{i + 1}"] = s, c
-        return layers
-    stages = getattr(net, "stages", None)
-    if isinstance(stages, nn.ModuleList) and all(isinstance(getattr(s, "name", None), str) for s in stages):  # LeNet
-        return {s.name: s for s in stages}
     conv_types, pool_types = _project_types()
     return {name: m for name, m in net.named_modules() if name and isinstance(m, conv_types + pool_types)}
 
@@ -157,8 +148,9 @@ def feature_maps(model: nn.Module, x: torch.Tensor) -> dict[str, torch.Tensor]:
     was_training = net.training
     net.eval()
     try:
-        if is_self_organised(net):
-            return _fukushima_maps(net, x)
+        own = _hook(net, "feature_maps")
+        if own is not None:
+            return {k: v.detach().float().cpu() for k, v in own(x).items()}
         maps: dict[str, torch.Tensor] = {}
 
         def hook(name):
@@ -179,18 +171,6 @@ def feature_maps(model: nn.Module, x: torch.Tensor) -> dict[str, torch.Tensor]:
         net.train(was_training)
 
 
-def _fukushima_maps(net: nn.Module, x: torch.Tensor) -> dict[str, torch.Tensor]:
-    """UG, US1, UC1, US2, UC2, US3, UC3 of the self-organised Neocognitron (recognition mode)."""
-    maps = {"U0": net.preprocess(x)}
-    u = maps["UG"] = net.contrast(maps["U0"])
-    for i, layer in enumerate((net.us1, net.us2, net.us3)):
-        if layer.planes == 0:
-            break
-        u = maps[f"US{i + 1}"] = layer(u)
-        u = maps[f"UC{i + 1}"] = net._blur(i, u)
-    return {k: v.detach().float().cpu() for k, v in maps.items()}
-
-
 def feature_map_grid(maps: torch.Tensor, max_maps: int = 16, size: int = 48) -> torch.Tensor:
     """An image ``(3, H, W)``: one row per input image, its first ``max_maps`` feature maps,
     each scaled to [0, 1] on its own and resized to ``size`` pixels."""
@@ -206,17 +186,10 @@ def feature_map_grid(maps: torch.Tensor, max_maps: int = 16, size: int = 48) -> 
 
 
 def planes_per_layer(model: nn.Module) -> dict[str, int] | None:
-    """The number of planes each layer of a growing network has (None for a fixed network):
-    US1..US3 cell-planes and the US4 reference vectors of the self-organised Neocognitron."""
-    net = unwrap(model)
-    own = getattr(net, "planes_per_layer", None)
-    if callable(own):
-        return dict(own())
-    if not is_self_organised(net):
-        return None
-    out = {name: int(getattr(net, name.lower()).planes) for name in ("US1", "US2", "US3")}
-    out["US4"] = int(net.refs.shape[0]) if hasattr(net, "refs") else 0
-    return out
+    """The number of planes each layer of a growing network has (None for a fixed network): the
+    self-organised Neocognitron's US1..US3 cell-planes and US4 reference vectors."""
+    own = _hook(unwrap(model), "planes_per_layer")
+    return dict(own()) if own is not None else None
 
 
 # ----------------------------------------------------------------------------- mistakes
@@ -330,24 +303,27 @@ def sklearn_digits_28() -> tuple[np.ndarray, np.ndarray]:
     return (x[:, 0] * 255).round().clamp(0, 255).to(torch.uint8).numpy(), d.target.astype(np.uint8)
 
 
-def write_small_mnist(root: str | Path, n_test: int = 297) -> Path:
-    """Write :func:`sklearn_digits_28` to ``root/MNIST/raw`` in MNIST's IDX layout (1,500 train,
-    297 test), so that ``MNISTDataModule(root=root)`` reads it; returns ``root``."""
+def write_idx(path: str | Path, array: np.ndarray) -> None:
+    """Write ``array`` as an IDX file (MNIST's format): magic 0x0000 08 <ndim>, big-endian sizes,
+    uint8 data."""
     import struct
 
+    header = struct.pack(">I", 0x0800 | array.ndim) + struct.pack(f">{array.ndim}I", *array.shape)
+    Path(path).write_bytes(header + array.astype(np.uint8).tobytes())
+
+
+def write_small_mnist(root: str | Path, n_test: int = 297, name: str = "MNIST") -> Path:
+    """Write :func:`sklearn_digits_28` to ``root/<name>/raw`` in MNIST's IDX layout (1,500 train,
+    297 test), so that ``MNISTDataModule(root=root)`` reads it; returns ``root``. The test
+    suite's data (``tests/conftest.py``) is this too."""
     root = Path(root)
     x, y = sklearn_digits_28()
-    raw = root / "MNIST" / "raw"
+    raw = root / name / "raw"
     raw.mkdir(parents=True, exist_ok=True)
-
-    def write(name, a):
-        header = struct.pack(">I", 0x0800 | a.ndim) + struct.pack(f">{a.ndim}I", *a.shape)
-        (raw / name).write_bytes(header + a.astype(np.uint8).tobytes())
-
-    write("train-images-idx3-ubyte", x[n_test:])
-    write("train-labels-idx1-ubyte", y[n_test:])
-    write("t10k-images-idx3-ubyte", x[:n_test])
-    write("t10k-labels-idx1-ubyte", y[:n_test])
+    write_idx(raw / "train-images-idx3-ubyte", x[n_test:])
+    write_idx(raw / "train-labels-idx1-ubyte", y[n_test:])
+    write_idx(raw / "t10k-images-idx3-ubyte", x[:n_test])
+    write_idx(raw / "t10k-labels-idx1-ubyte", y[:n_test])
     return root
 
 
@@ -418,13 +394,10 @@ def read_run(run: str | Path) -> dict:
             "val_acc": [(e.step, float(e.value)) for e in scalars.get("val/acc", [])]}
     ckpts = sorted((run / "checkpoints").glob("*.ckpt")) if (run / "checkpoints").is_dir() else []
     if ckpts:
-        from .checkpoint import read_checkpoint  # weights_only: a run folder may come from anyone
+        from .checkpoint import build_network, read_checkpoint  # weights_only: a run folder may come from anyone
 
         hp = read_checkpoint(ckpts[-1])["hyper_parameters"]
         info["model"] = hp.get("model", info["model"])
-        from models import get_model
-
-        net = get_model(hp["model"], in_channels=hp.get("in_channels", 1), num_classes=hp.get("num_classes", 10),
-                        input_size=hp.get("input_size", 28), **dict(hp.get("model_kwargs") or {}))
+        net = build_network(**hp)
         info["params"] = sum(p.numel() for p in net.parameters() if p.requires_grad)
     return info
