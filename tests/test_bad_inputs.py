@@ -209,6 +209,8 @@ def logs(tmp_path_factory, mnist_root):
     ("train.py", ["seed=abc"], "seed must be an integer from 0 to 4294967295, got 'abc'"),
     ("train.py", ["trainer=gpu"], "this machine has no GPU that PyTorch can use"),
     ("train.py", ["model=neocognitron_fukushima", "trainer.max_epochs=1"], "use trainer.max_epochs=3"),
+    ("train.py", ["model=neocognitron_fukushima", "model.model_kwargs.adjust_epochs=2", "trainer.max_epochs=3"],
+     "and 2 adjusting pass(es)): trainer.max_epochs=3 stops before its top layer's adjusting passes; use trainer.max_epochs=5"),
     ("train.py", ["model.optimizer.lr=1e9", "data.augment=false"], "no checkpoint had been written yet"),
     ("train.py", ["hydra.run.dir=/proc/neolenet_cannot_be_made/run"], "cannot create the run folder /proc/"),
     ("eval.py", [], "ckpt_path must be given"),
@@ -319,12 +321,12 @@ def test_a_single_class_is_refused_by_the_data_module_before_the_model_is_built(
 def test_more_cpu_training_processes_than_cores_are_refused(monkeypatch):
     """trainer.devices=64 on a 2-core machine started 64 copies of the run, which filled the
     memory until the kernel's out-of-memory killer ended them (and others)."""
-    monkeypatch.setattr(cli, "_cpu_count", lambda: 2)
+    monkeypatch.setattr(cli.settings, "_cpu_count", lambda: 2)
     with pytest.raises(ConfigError, match=r"trainer\.devices=64 starts 64 training processes on the CPU, but this "
                                           r"machine has 2 core\(s\): use trainer\.devices=2 or less"):
         cli.check_trainer_config(OmegaConf.create({"accelerator": "cpu", "devices": 64}))
     cli.check_trainer_config(OmegaConf.create({"accelerator": "cpu", "devices": 4}))  # trainer=ddp: a few are fine
-    monkeypatch.setattr(cli, "_cpu_count", lambda: 1)
+    monkeypatch.setattr(cli.settings, "_cpu_count", lambda: 1)
     cli.check_trainer_config(OmegaConf.create({"accelerator": "auto", "devices": 2}))
     cli.check_trainer_config(OmegaConf.create({"accelerator": "gpu", "devices": 64}))  # Lightning counts GPUs
     cli.check_trainer_config(OmegaConf.create({"accelerator": "cpu", "devices": 8, "num_nodes": 4}))
