@@ -49,25 +49,21 @@ normalisation of the data module works; colour is averaged to one plane):
   plane takes at most its strongest seed per pattern and adds the seed's normalised input to its
   shared weights, ``Delta a = q c x``). The papers' rule did better on validation
   (``docs/neocognitron_fukushima.md``).
-* **US4** (top) learns with labels (SCL 2003, AiS 2013): a training pattern becomes a new labelled
-  reference vector (UC3's output ``f``, unit length) when it is misclassified, draws no response
-  (its best cosine with the vectors is below ``thetas_learn[2]``), or its own class wins by less
-  than ``margin`` (the margined winner-take-all, 2018). Recognition uses **interpolating
-  vectors** (2007): class ``k`` scores the largest cosine between ``f`` and any non-negative
-  combination (an interpolated vector, up to its length) of its ``intvec_k`` reference vectors
-  most similar to ``f``, i.e. with the cone they span; the best class wins. That cosine is the
-  length of ``f``'s projection on the cone, the best over subsets ``S`` of those vectors of
-  ``sqrt(b^T G^-1 b)``, ``G`` the Gram matrix of ``S`` and ``b`` their cosines with ``f``, among
-  the ``S`` with ``G^-1 b >= 0`` (the projection on their span lies inside their cone), and of
-  the single vectors' cosines. Departures from the 2007 paper, which interpolates on the segments
-  between pairs of same-label reference vectors and then adjusts the vectors in a second phase:
-  the interpolation spans cones of up to 4 vectors (``intvec_k`` 1..4: triangles and tetrahedra
-  as well as segments; 1 is plain winner-take-all), only among the ``intvec_k`` vectors of the
-  class most similar to ``f`` (not every pair of the class), and there is no adjusting phase (a
-  vector stays the pattern it was made from). No threshold enters recognition: in the papers
-  US4's recognition selectivity only decides when the network rejects a pattern (every cell
-  silent), which a classifier that always answers does not do, so ``thetas`` has no US4 value (a
-  4th one, as older configs and checkpoints hold, is ignored with a FutureWarning).
+* **US4** (top) learns with labels; its rules are in :mod:`models.top_layer`. In each of
+  ``top_epochs`` passes a training pattern becomes a new labelled reference vector (UC3's output
+  ``f``, unit length) when it is misclassified, draws no response (best cosine below
+  ``thetas_learn[2]``; SCL 2003, AiS 2013), or its own class wins by less than ``margin`` (the
+  margined winner-take-all, 2018); with ``reinforce`` (SCL 2003) every other pattern adds itself
+  to the most similar vector of its class. ``adjust_epochs`` passes then adjust the vectors
+  (the adjusting phase of 2007; our rule is LVQ2.1, ``adjust_rate``, ``adjust_window``).
+  Recognition uses **interpolating vectors** (2007): class ``k`` scores the largest cosine
+  between ``f`` and the cone its ``intvec_k`` vectors most similar to ``f`` span; the best class
+  wins. Departures from the 2007 paper, which interpolates on the segments between pairs of
+  same-label vectors: cones of up to 4 vectors (``intvec_k`` 1..4; 1 is plain winner-take-all),
+  only among the class's ``intvec_k`` vectors most similar to ``f``. No threshold enters
+  recognition: in the papers US4's selectivity only decides when the network rejects a pattern
+  (every cell silent), which a classifier that always answers does not do, so ``thetas`` has no
+  US4 value (a 4th one, as older configs and checkpoints hold, is ignored with a FutureWarning).
 
 How the default settings were found, with the figures, is told in
 ``docs/neocognitron_fukushima.md``.
@@ -85,18 +81,18 @@ batch (at most one per pattern).
 from __future__ import annotations
 
 import warnings
-from itertools import combinations
 from typing import Any, Sequence
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .cells import (BlurCPlanes, SLayer, check_int, check_number, conv_single, dog_kernel,
-                    edge_kernels, phi)
+from .cells import BlurCPlanes, SLayer, conv_single, dog_kernel, edge_kernels, phi
+from .checks import check_bool, check_int, check_number
 from .errors import ConfigError
 from .ops import check_conv, same_padding
 from .registry import register_model
+from .top_layer import adjust, interpolated_similarity, margin_misses, reinforce
 
 
 COUNTS = ("patterns", "silent_patterns", "planes_grown", "errors", "close")  # phase_counts, in order
@@ -113,7 +109,8 @@ class FukushimaNeocognitron(nn.Module):
                  max_planes: Sequence[int], c_kernels: Sequence[int], c_strides: Sequence[int],
                  c_gains: Sequence[float],
                  q: float, active: float, learn_limit: Sequence[int | None], top_epochs: int,
-                 max_refs: int, intvec_k: int, margin: float, frozen_ais: bool):
+                 max_refs: int, intvec_k: int, margin: float, frozen_ais: bool, reinforce: bool = False,
+                 adjust_epochs: int = 0, adjust_rate: float = 0.05, adjust_window: float = 0.1):
         super().__init__()
         w = "neocognitron_fukushima"
         check_int(w, "in_channels", in_channels)
@@ -160,6 +157,10 @@ class FukushimaNeocognitron(nn.Module):
             raise ConfigError(f"{w}: frozen_ais must be true or false, got {frozen_ais!r}")
         self.frozen_ais = frozen_ais
         self.theta_top_learn = thetas_learn[2]
+        self.reinforce = check_bool(w, "reinforce", reinforce)
+        self.adjust_epochs = check_int(w, "adjust_epochs", adjust_epochs, 0)
+        self.adjust_rate = check_number(w, "adjust_rate", adjust_rate, lo_open=True, hi=1.0)
+        self.adjust_window = check_number(w, "adjust_window", adjust_window, lo_open=True)
 
         self.register_buffer("dog", dog_kernel(ug_kernel, *ug_sigmas).view(1, 1, ug_kernel, ug_kernel))
         n = check_conv(f"{w} UG", input_size, ug_kernel, 1, same_padding(ug_kernel))
@@ -175,19 +176,23 @@ class FukushimaNeocognitron(nn.Module):
             self.sizes.append(n)
         self.register_buffer("refs", torch.zeros(0, 0))
         self.register_buffer("ref_labels", torch.zeros(0, dtype=torch.long))
+        self.register_buffer("ref_mass", torch.zeros(0))  # length of each vector's sum of patterns (reinforce)
         self.register_buffer("learned_phases", torch.zeros((), dtype=torch.long))  # in checkpoints
         # the counts of the current phase, in checkpoints so a mid-epoch resume goes on from them
         self.register_buffer("phase_counts", torch.zeros(len(COUNTS), dtype=torch.long))
 
     # ------------------------------------------------------------------ recognition
     def _load_from_state_dict(self, state_dict, prefix, local_metadata, strict, missing_keys, *args):
-        for key in ("refs", "ref_labels"):
+        for key in ("refs", "ref_labels", "ref_mass"):
             if prefix + key in state_dict:
                 setattr(self, key, torch.empty_like(state_dict[prefix + key], device=self.dog.device))
         super()._load_from_state_dict(state_dict, prefix, local_metadata, strict, missing_keys, *args)
         if prefix + "phase_counts" in missing_keys:  # a checkpoint written before the counts were saved
             missing_keys.remove(prefix + "phase_counts")
             self.phase_counts.zero_()
+        if prefix + "ref_mass" in missing_keys:  # written before reinforcement: each vector is one pattern
+            missing_keys.remove(prefix + "ref_mass")
+            self.ref_mass = torch.ones(self.refs.shape[0], device=self.dog.device)
 
     def _blur(self, i: int, x: torch.Tensor) -> torch.Tensor:
         """UC(i+1): one fixed kernel, shared by every plane (a depthwise convolution)."""
@@ -225,33 +230,7 @@ class FukushimaNeocognitron(nn.Module):
         """Per class, the interpolating-vector similarity (the module docs): the largest cosine
         between ``f`` and the cone of the class's ``intvec_k`` vectors most similar to ``f``;
         -1 where a class has no vectors. ``sims``: ``f @ refs.T`` when the caller has it already."""
-        B = f.shape[0]
-        out = f.new_full((B, self.num_classes), -1.0)
-        if self.refs.shape[0] == 0 or self.refs.shape[1] != f.shape[1]:
-            return out
-        if sims is None:
-            sims = f @ self.refs.t()  # (B, N), cosines (both unit length)
-        for c in range(self.num_classes):
-            idx = (self.ref_labels == c).nonzero().squeeze(1)
-            if len(idx) == 0:
-                continue
-            k = min(self.intvec_k, len(idx))
-            top, arg = sims[:, idx].topk(k, dim=1)
-            best = top[:, 0].clone()
-            if k > 1:
-                vecs = self.refs[idx][arg]  # (B, k, D)
-                gram = vecs @ vecs.transpose(1, 2)
-                for r in range(2, k + 1):
-                    for sub in combinations(range(k), r):
-                        s = list(sub)
-                        g = gram[:, s][:, :, s] + 1e-6 * torch.eye(r, device=f.device)
-                        b = top[:, s]
-                        alpha = torch.linalg.solve(g, b.unsqueeze(-1)).squeeze(-1)
-                        cos = (alpha * b).sum(1).clamp_min(0).sqrt()  # |projection| / |f|
-                        inside = (alpha >= 0).all(1)  # inside the cone of the vectors
-                        best = torch.where(inside & (cos > best), cos, best)
-            out[:, c] = best
-        return out
+        return interpolated_similarity(f, self.refs, self.ref_labels, self.num_classes, self.intvec_k, sims)
 
     @torch.no_grad()
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -260,8 +239,15 @@ class FukushimaNeocognitron(nn.Module):
     # ------------------------------------------------------------------ learning
     @property
     def phase(self) -> int:
-        """0: US2 learns, 1: US3 learns, 2..: top-layer passes; ``2 + top_epochs``: done."""
+        """0: US2 learns, 1: US3 learns, 2..: top-layer passes, then the adjusting passes;
+        ``learning_epochs``: done."""
         return int(self.learned_phases)
+
+    @property
+    def learning_epochs(self) -> int:
+        """The epochs the network learns in: US2, US3, ``top_epochs`` passes making the top layer's
+        vectors, ``adjust_epochs`` adjusting them."""
+        return 2 + self.top_epochs + self.adjust_epochs
 
     @phase.setter
     def phase(self, value: int) -> None:
@@ -269,11 +255,14 @@ class FukushimaNeocognitron(nn.Module):
 
     @property
     def phase_name(self) -> str:
-        return ["US2", "US3"][self.phase] if self.phase < 2 else f"US4 pass {self.phase - 1}"
+        if self.phase < 2:
+            return ["US2", "US3"][self.phase]
+        p = self.phase - 2
+        return f"US4 pass {p + 1}" if p < self.top_epochs else f"US4 adjusting pass {p - self.top_epochs + 1}"
 
     @property
     def done_learning(self) -> bool:
-        return self.phase >= 2 + self.top_epochs
+        return self.phase >= self.learning_epochs
 
     @torch.no_grad()
     def learn(self, x: torch.Tensor, y: torch.Tensor) -> dict[str, float]:
@@ -290,31 +279,49 @@ class FukushimaNeocognitron(nn.Module):
             st = layer.learn(self.layers_upto(x, self.phase + 1), self.q, self.active, self.frozen_ais)
             self._add_counts(patterns=x.shape[0], silent_patterns=st["n_silent"], planes_grown=st["grown"])
             return {f"{layer.name.lower()}_planes": float(layer.planes), f"{layer.name.lower()}_silent": st["silent"]}
-        return self._learn_top(x, y)
-
-    def _learn_top(self, x: torch.Tensor, y: torch.Tensor) -> dict[str, float]:
         f = self.top_features(x)
-        y = y.to(f.device)
+        return self.learn_top_layer(f, y.to(f.device))
+
+    def learn_top_layer(self, f: torch.Tensor, y: torch.Tensor) -> dict[str, float]:
+        """A batch of the top layer's current pass (a learning or an adjusting one) on UC3's output
+        ``f`` (:meth:`top_features`), as :meth:`learn` gives it: benchmarks/bench_fukushima_top.py
+        calls it on features computed once."""
+        if self.phase < 2 + self.top_epochs:
+            return self.learn_top(f, y)
+        return self.adjust_top(f, y)
+
+    def learn_top(self, f: torch.Tensor, y: torch.Tensor) -> dict[str, float]:
+        """A batch of a top-layer pass, on UC3's unit-length output ``f``: a pattern misclassified,
+        unanswered (best cosine below ``thetas_learn[2]``) or won by less than ``margin`` becomes a
+        new vector; with ``reinforce``, each other pattern adds itself to its class's most similar
+        vector (:mod:`models.top_layer`). The batch is judged against the vectors at its start."""
         if self.refs.shape[0]:
             sims = f @ self.refs.t()
-            scores = self.class_similarity(f, sims)
-            wrong = scores.argmax(1) != y
+            wrong, close = margin_misses(self.class_similarity(f, sims), y, self.margin)
             silent = sims.amax(1) < self.theta_top_learn
-            # margined winner-take-all (Fukushima 2018): a pattern whose own class wins by less
-            # than the margin is learned as if it had lost
-            own = scores.gather(1, y[:, None]).squeeze(1)
-            rival = scores.scatter(1, y[:, None], -2.0).amax(1)
-            close = own - rival < self.margin
         else:
             wrong = silent = close = torch.ones(len(f), dtype=torch.bool, device=f.device)
         new = wrong | silent | close
+        if self.reinforce and self.refs.shape[0] and (~new).any():
+            reinforce(self.refs, self.ref_mass, self.ref_labels, f[~new], y[~new], sims[~new])
         room = self.max_refs - self.refs.shape[0]
         idx = new.nonzero().squeeze(1)[: max(room, 0)]
         if len(idx):
             self.refs = torch.cat([self.refs.reshape(-1, f.shape[1]), f[idx]])
             self.ref_labels = torch.cat([self.ref_labels, y[idx]])
+            self.ref_mass = torch.cat([self.ref_mass, f.new_ones(len(idx))])
         self._add_counts(patterns=len(f), errors=wrong.sum(), silent_patterns=silent.sum(),
                          close=(close & ~wrong).sum(), planes_grown=len(idx))
+        return {"us4_refs": float(self.refs.shape[0]), "us4_train_err": float(wrong.float().mean())}
+
+    def adjust_top(self, f: torch.Tensor, y: torch.Tensor) -> dict[str, float]:
+        """A batch of an adjusting pass (:func:`models.top_layer.adjust`), at ``adjust_rate``
+        falling linearly over the passes (``rate * (P - p) / P`` in pass ``p`` of ``P``)."""
+        p = self.phase - 2 - self.top_epochs
+        rate = self.adjust_rate * (self.adjust_epochs - p) / self.adjust_epochs
+        wrong = interpolated_similarity(f, self.refs, self.ref_labels, self.num_classes, 1).argmax(1) != y
+        moved = adjust(self.refs, self.ref_labels, f, y, rate, self.adjust_window)
+        self._add_counts(patterns=len(f), errors=wrong.sum(), close=moved)
         return {"us4_refs": float(self.refs.shape[0]), "us4_train_err": float(wrong.float().mean())}
 
     def learning_epoch_end(self) -> dict[str, float]:
@@ -327,9 +334,12 @@ class FukushimaNeocognitron(nn.Module):
                f"{tag}_silent_frac": self.count("silent_patterns") / n,
                "us2_planes": float(self.us2.planes), "us3_planes": float(self.us3.planes),
                "us4_refs": float(self.refs.shape[0])}
-        if self.phase >= 2:
+        if 2 <= self.phase < 2 + self.top_epochs:
             out["us4_train_err"] = self.count("errors") / n
             out["us4_margin_frac"] = self.count("close") / n  # right, but by less than the margin
+        elif self.phase >= 2:  # adjusting: errors of the nearest vector before each step, patterns that moved one
+            out = {"us4_adjust_err": self.count("errors") / n, "us4_adjusted_frac": self.count("close") / n,
+                   "us4_refs": float(self.refs.shape[0])}
         self.phase += 1
         self.phase_counts.zero_()
         return out
@@ -337,19 +347,44 @@ class FukushimaNeocognitron(nn.Module):
     def count(self, name: str) -> int:
         """A count of the current phase (``COUNTS``): ``patterns`` learned from so far (US2 and US3
         stop at ``learn_limit``), ``silent_patterns``, ``planes_grown``, and the top layer's
-        ``errors`` and ``close`` wins (by less than the margin)."""
+        ``errors`` and ``close`` wins (by less than the margin; in an adjusting pass, the patterns
+        that moved vectors)."""
         return int(self.phase_counts[COUNTS.index(name)])
 
     def _add_counts(self, **counts: Any) -> None:
         add = [int(counts.get(k, 0)) for k in COUNTS]
         self.phase_counts += torch.tensor(add, dtype=torch.long, device=self.phase_counts.device)
 
+    # ------------------------------------------------------------------ what training.visualize draws
+    def feature_maps(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        """``{layer: output}`` in recognition mode: U0 (the grey input), UG, then US1, UC1, ... up
+        to the last S-layer that has planes."""
+        maps = {"U0": self.preprocess(x)}
+        u = maps["UG"] = self.contrast(maps["U0"])
+        for i, layer in enumerate((self.us1, self.us2, self.us3)):
+            if layer.planes == 0:
+                break
+            u = maps[f"US{i + 1}"] = layer(u)
+            u = maps[f"UC{i + 1}"] = self._blur(i, u)
+        return maps
+
+    def conv_filters(self) -> dict[str, torch.Tensor]:
+        """``{layer: weights (planes, in, k, k)}`` of US1..US3, those with planes only."""
+        return {layer.name: layer.weights() for layer in (self.us1, self.us2, self.us3) if layer.planes}
+
+    def planes_per_layer(self) -> dict[str, int]:
+        """How many planes US1..US3 have grown, and US4 its reference vectors."""
+        out = {layer.name: int(layer.planes) for layer in (self.us1, self.us2, self.us3)}
+        out["US4"] = int(self.refs.shape[0])
+        return out
+
     def describe(self) -> str:
         return (f"planes US1 {self.us1.planes}, US2 {self.us2.planes}, US3 {self.us3.planes}, "
                 f"US4 {self.refs.shape[0]} reference vectors; theta recog "
                 f"{[self.us1.theta, self.us2.theta, self.us3.theta]}, learn "
                 f"{[self.us2.theta_learn, self.us3.theta_learn, self.theta_top_learn]}, margin {self.margin}"
-                f"{', frozen AiS' if self.frozen_ais else ''}")
+                f"{', frozen AiS' if self.frozen_ais else ''}{', reinforced' if self.reinforce else ''}"
+                f"{f', {self.adjust_epochs} adjusting passes' if self.adjust_epochs else ''}")
 
 
 @register_model
@@ -362,7 +397,8 @@ def neocognitron_fukushima(
     c_gains: Sequence[float] = (4.0, 8.0, 8.0),
     q: float = 1.0, active: float = 0.5, learn_limit: Sequence[Any] = (10000, 10000),
     top_epochs: int = 1, max_refs: int = 60000, intvec_k: int = 4, margin: float = 0.05,
-    frozen_ais: bool = True,
+    frozen_ais: bool = True, reinforce: bool = False, adjust_epochs: int = 0, adjust_rate: float = 0.05,
+    adjust_window: float = 0.1,
 ) -> nn.Module:
     """Fukushima's self-organised Neocognitron (no backprop); see :mod:`models.neocognitron_fukushima`.
 
@@ -378,4 +414,5 @@ def neocognitron_fukushima(
         n_orient=n_orient, s_kernels=s_kernels, thetas=thetas, thetas_learn=thetas_learn,
         max_planes=max_planes, c_kernels=c_kernels, c_strides=c_strides, c_gains=c_gains, q=q, active=active,
         learn_limit=learn_limit, top_epochs=top_epochs, max_refs=max_refs, intvec_k=intvec_k, margin=margin,
-        frozen_ais=frozen_ais)
+        frozen_ais=frozen_ais, reinforce=reinforce, adjust_epochs=adjust_epochs, adjust_rate=adjust_rate,
+        adjust_window=adjust_window)

@@ -372,9 +372,9 @@ def test_both_neocognitrons_are_registered_by_the_package_alone():
 
 def test_state_dict_keys_are_those_of_earlier_checkpoints():
     """Checkpoints written before the cells moved to models.cells still load: the same keys, and
-    ``phase_counts`` (added later) may be missing (tests/test_neocognitron_fukushima.py)."""
+    ``phase_counts`` and ``ref_mass`` (added later) may be missing (tests/test_neocognitron_fukushima.py)."""
     assert list(get_model("neocognitron_fukushima").state_dict()) == [
-        "dog", "refs", "ref_labels", "learned_phases", "phase_counts", "us1.c2d", "us1.acc", "us2.c2d",
+        "dog", "refs", "ref_labels", "ref_mass", "learned_phases", "phase_counts", "us1.c2d", "us1.acc", "us2.c2d",
         "us2.acc", "us3.c2d", "us3.acc", "uc.0.kernel", "uc.1.kernel", "uc.2.kernel"]
     net = get_model("neocognitron", stages=[{"planes": 4, "c_kind": "blur", "c_kernel": 3,
                                               "c_padding": 1, "c_stride": 2}])

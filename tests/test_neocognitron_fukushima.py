@@ -104,6 +104,9 @@ def test_a_checkpoint_without_the_counts_and_with_4_thetas_loads_and_scores_as_b
     with pytest.warns(FutureWarning, match="thetas has a 4th value"):
         module = Classifier.load_from_checkpoint(OLD, map_location="cpu")  # strict
     assert module.net.done_learning and module.net.count("patterns") == 0
+    # written before reinforcement: each of its vectors is one pattern
+    assert "net.ref_mass" not in saved["state_dict"] and module.net.refs.shape[0] > 0
+    assert torch.equal(module.net.ref_mass, torch.ones(module.net.refs.shape[0]))
     check_resume_checkpoint(OLD, module)  # strict too
     module, _ = Classifier.load_with_checkpoint(OLD)
     x, y = digits_28()
