@@ -1,9 +1,10 @@
-"""Write the README's results tables from the records in benchmarks/results/*.jsonl.
+"""Write the results tables of the README and docs/ from the records in benchmarks/results/*.jsonl.
 
-    python benchmarks/report.py            # rewrite the tables between the README's markers
-    python benchmarks/report.py --check    # exit 1 when the README differs from what the records give
+    python benchmarks/report.py            # rewrite the tables between the markers
+    python benchmarks/report.py --check    # exit 1 when a file differs from what the records give
 
-Each table lives between ``<!-- report:<table> -->`` and ``<!-- /report:<table> -->`` in the README.
+Each table lives between ``<!-- report:<table> -->`` and ``<!-- /report:<table> -->`` in the file
+``TABLE_FILES`` names (the README: a few headline rows; docs/results.md and docs/speed.md: the rest).
 A row selects records (a file and the values some keys must have), takes one figure from each
 (a metric) and prints n, mean ± std over the records (seeds), the standard error of the mean,
 the paper's figure and the gap to it in standard errors, and which lines of which file the
@@ -17,7 +18,7 @@ import math
 import re
 import statistics
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Callable
 
@@ -238,7 +239,9 @@ TABLES["speed"] = [
     Row("`python predict.py --help` s", "", "startup", {}, lambda r: r["medians_s"]["predict.py --help"],
         "python benchmarks/bench_startup.py", note="≤ 1"),
 ]
-HEADERS = {"tolerance": ("| model: perturbation | data | command | ours: mean ± std over checkpoints (seeds) | | | "
+HEADERS = {"headline": ("| what | data | command | ours: over seeds or runs | paper or goal | gap | records |\n"
+                        "| --- | --- | --- | --- | --- | --- | --- |"),
+           "tolerance": ("| model: perturbation | data | command | ours: mean ± std over checkpoints (seeds) | | | "
                          "records |\n| --- | --- | --- | --- | --- | --- | --- |"),
            "speed": ("| what | data | command | ours: over runs | goal | gap | records |\n"
                      "| --- | --- | --- | --- | --- | --- | --- |")}
@@ -378,9 +381,62 @@ def fukushima_table() -> str:
 
 TABLES["fukushima_tolerance"] = fukushima_table
 
+
+# Fukushima's top layer: reference vectors against validation accuracy (issue 27 §1), every ROW line of
+# bench_fukushima_top.py's records, grouped by setting over seeds.
+def fukushima_top_table() -> str:
+    import json
+
+    groups: dict[str, list[tuple[dict, int]]] = {}
+    for r in read_records("fukushima_top"):
+        for line in r.get("output", "").splitlines():
+            if line.startswith("ROW "):
+                row = json.loads(line[4:])
+                groups.setdefault(json.dumps(row["setting"], sort_keys=True), []).append((row, r["_line"]))
+    lines = ["| top-layer setting (changes from the defaults) | seeds | reference vectors | MB of vectors | "
+             "val % (k=1) | val % (k=4) | record |", "|" + " --- |" * 7]
+    for key, rows in sorted(groups.items(), key=lambda kv: -statistics.fmean(r["refs"] for r, _ in kv[1])):
+        refs = summary([r["refs"] for r, _ in rows])
+        mb = statistics.fmean(r["refs_mb"] for r, _ in rows)
+        accs = [summary([100 * r["val_acc"][k] for r, _ in rows]) for k in ("1", "4")]
+        cells = [f"{a['mean']:.2f}" + (f" ± {a['std']:.2f}" if a["n"] > 1 else "") for a in accs]
+        setting = key.strip("{}").replace('"', "") or "defaults"
+        lines.append(f"| {setting} | {refs['n']} | {refs['mean']:,.0f} | {mb:.1f} | {cells[0]} | {cells[1]} | "
+                     f"`fukushima_top.jsonl` {_lines([{'_line': ln} for _, ln in rows])} |")
+    return "\n".join(lines)
+
+
+TABLES["fukushima_top"] = fukushima_top_table
+
+
+
+def _pick(table: str, label: str, new_label: str) -> Row:
+    """The one row of ``TABLES[table]`` whose label starts with ``label``, under ``new_label``: the
+    README's headline row reads the same records as the full table's."""
+    rows = [r for r in TABLES[table] if r.label.startswith(label)]
+    if len(rows) != 1:
+        raise SystemExit(f"error: {len(rows)} rows of table {table!r} start with {label!r}, not one")
+    return replace(rows[0], label=new_label)
+
+
+# The README's headline rows (issue 29): the full tables are in docs/results.md and docs/speed.md.
+TABLES["headline"] = [
+    _pick("lenet", "`lenet5` (SDLM", "LeNet-5 as published (`lenet5`: SDLM, the paper's schedule), test error %"),
+    _pick("models", "`neocognitron` (the default", "the default `python train.py`: the supervised `neocognitron`, "
+          "test accuracy %"),
+    _pick("models", "`neocognitron_fukushima` (Add-if-Silent", "Fukushima's self-organising `neocognitron_fukushima` "
+          "(no backprop), test accuracy %"),
+    _pick("speed", "MNIST speedrun (", "MNIST speedrun (`experiment=mnist_speedrun`): test accuracy %"),
+    _pick("speed", "MNIST speedrun: training s", "MNIST speedrun: training s"),
+    _pick("models", "`convnet`, `experiment=cifar10_fast`", "CIFAR-10 in 10 minutes (`experiment=cifar10_fast`), "
+          "test accuracy %"),
+]
+
 # Which file holds each table (the README unless named here).
-TABLE_FILES = {"choices": ROOT / "docs" / "results.md", "tolerance": ROOT / "docs" / "results.md",
-               "fukushima_tolerance": ROOT / "docs" / "results.md"}
+RESULTS_MD, SPEED_MD = ROOT / "docs" / "results.md", ROOT / "docs" / "speed.md"
+TABLE_FILES = {"lenet": RESULTS_MD, "models": RESULTS_MD, "comparison": RESULTS_MD, "choices": RESULTS_MD,
+               "tolerance": RESULTS_MD, "fukushima_tolerance": RESULTS_MD, "speed": SPEED_MD,
+               "fukushima_top": ROOT / "docs" / "neocognitron_fukushima.md"}  # its curve (bench_fukushima_top.py)
 
 
 def render(table: str) -> str:
@@ -394,7 +450,7 @@ def update(text: str, names: list[str] | None = None) -> str:
     for name in names if names is not None else TABLES:
         begin, end = f"<!-- report:{name} -->", f"<!-- /report:{name} -->"
         if begin not in text or end not in text:
-            raise SystemExit(f"error: the README has no {begin} ... {end} markers for table {name!r}")
+            raise SystemExit(f"error: the file for table {name!r} (TABLE_FILES) has no {begin} ... {end} markers")
         head, rest = text.split(begin, 1)
         _, tail = rest.split(end, 1)
         text = f"{head}{begin}\n{render(name)}\n{end}{tail}"
@@ -403,7 +459,7 @@ def update(text: str, names: list[str] | None = None) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--check", action="store_true", help="exit 1 if the README's tables differ from the records")
+    parser.add_argument("--check", action="store_true", help="exit 1 if a file's tables differ from the records")
     parser.add_argument("--readme", default=str(ROOT / "README.md"), help="the file for tables not placed elsewhere")
     args = parser.parse_args(argv)
     files: dict[Path, list[str]] = {}
