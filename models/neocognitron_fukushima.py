@@ -32,7 +32,8 @@ normalisation of the data module works; colour is averaged to one plane):
   The weights are kept as ``a = c w`` with ``sum c w^2 = 1``, so ``u_S = v phi[s - theta] /
   (1 - theta)``, ``s`` the c-weighted cosine of weights and input. ``thetas`` are the selectivities
   while recognising, ``thetas_learn`` the higher ones while learning (1997).
-* **US1**: fixed edge extractors (as in Fukushima's later papers): ``n_orient`` oriented
+* **US1**: fixed edge extractors (a departure: the 2003 US1 learns its line extractors;
+  ``docs/neocognitron_fukushima.md``): ``n_orient`` oriented
   derivative-of-Gaussian edges over UG's on and off planes.
 * **C-cells** UC1..UC3 (2003): ``u_C = psi[gain * sum d u_S]``, ``psi[x] = phi[x] / (1 + phi[x])``,
   ``d`` a Gaussian summing to 1, one kernel per layer. The defaults keep the maps fine: UC1 does
