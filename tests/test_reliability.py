@@ -149,6 +149,36 @@ def test_sigkill_mid_epoch_then_resume_ends_like_an_uninterrupted_run(killed_run
         assert m_resumed[key] == m_full[key], (key, m_resumed[key], m_full[key])
 
 
+def _epoch_metrics(run: Path) -> dict[tuple[int, str], float]:
+    """Every epoch-level training figure the CSV logger wrote in ``run``: (epoch, name) -> value."""
+    import csv
+
+    out = {}
+    for path in run.rglob("metrics.csv"):
+        for row in csv.DictReader(path.open()):
+            for key, value in row.items():
+                if key.startswith("train/") and key.endswith(("_epoch", "acc")) and value not in ("", None):
+                    out[(int(row["epoch"]), key)] = float(value)
+    return out
+
+
+def test_a_resumed_epoch_reports_the_training_figures_of_the_uninterrupted_epoch(killed_run, full_run, mnist_root,
+                                                                                  tmp_path):
+    """Killed in epoch 0 and resumed, the run reports for epoch 0 (the one it resumed in the middle
+    of) the same training loss and accuracy as the uninterrupted run, not those of its last batches:
+    the running means are in the checkpoint."""
+    _, _, epoch_end = full_run
+    resume(mnist_root, killed_run, tmp_path)
+    full, resumed = _epoch_metrics(epoch_end.parent.parent), _epoch_metrics(tmp_path)
+    assert {e for e, _ in full} == {0, 1} and {k for e, k in full if e == 0} >= {"train/loss_epoch", "train/acc"}
+    for key in sorted(k for k in full if k[0] == 0):
+        assert resumed.get(key) == full[key], (key, resumed.get(key), full[key])
+    # and epoch 1's figures are epoch 1's alone: its running accuracy counted as many patterns as
+    # epoch 0's (the epoch-end checkpoint of epoch 0 holds those), not both epochs'
+    seen = lambda w: int((w["train_acc.tp"] + w["train_acc.fn"]).sum())  # noqa: E731
+    assert seen(weights(epoch_end.parent / "last.ckpt")) == seen(weights(epoch_end)) > 0
+
+
 def test_resume_from_an_epoch_end_checkpoint_is_exact_too(full_run, mnist_root, tmp_path):
     m_full, w_full, epoch_end = full_run
     ckpt = torch.load(epoch_end, map_location="cpu", weights_only=True)

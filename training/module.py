@@ -147,8 +147,15 @@ class Classifier(L.LightningModule):
             self.log("train/loss_step", loss.detach(), on_step=True, on_epoch=False, prog_bar=True)
         return loss
 
+    def on_load_checkpoint(self, checkpoint: dict) -> None:
+        self._restored_epoch = checkpoint.get("epoch")  # the epoch the running training metrics belong to
+
     def on_train_epoch_start(self) -> None:
-        if self.trainer.fit_loop.epoch_loop.batch_progress.current.ready == 0:  # not a mid-epoch resume
+        # A new epoch starts its running training metrics afresh, except the epoch a mid-epoch checkpoint
+        # was resumed in (its metrics come from the checkpoint). An epoch-end checkpoint of epoch e is
+        # resumed at epoch e + 1, so it is reset as well.
+        restored, self._restored_epoch = getattr(self, "_restored_epoch", None), None
+        if restored != self.current_epoch:
             self.train_loss.reset()
             self.train_acc.reset()
 
