@@ -162,6 +162,15 @@ TABLES["models"] = [
         {"source": "train.py", "model": "neocognitron_fukushima", "val_size": 5000, "epochs": 3}, "metrics.test/acc",
         "python train.py experiment=neocognitron_fukushima_mnist seed=S record=fukushima", scale=100,
         note="98.6 on ETL-1 (another data set)"),
+    *(Row(f"`neocognitron_fukushima`, compact top (`experiment=neocognitron_fukushima_compact`), {what}",
+          "MNIST (55k train, 5k validation)", "fukushima_compact",
+          {"source": "train.py", "model": "neocognitron_fukushima", "val_size": 5000, "epochs": 9}, metric,
+          "python train.py experiment=neocognitron_fukushima_compact seed=S record=fukushima_compact", scale=scale,
+          digits=digits, note=note)  # issue 27's goals, not a paper's figures: no gap
+      for what, metric, scale, digits, note in (
+          ("test accuracy %", "metrics.test/acc", 100, 2, "goal (issue 27): at least 99.0"),
+          ("reference vectors", "metrics.train/us4_refs", 1, 0, "goal (issue 27): at most 3,000"),
+          ("MB of the run folder", "metrics.disk/run_mb", 1, 1, "goal (issue 27): a checkpoint of at most 30"))),
     # CIFAR-10: this machine has only the first 1,000 test images (../shared/data/README)
     Row("`neocognitron` on CIFAR-10 (`experiment=neocognitron_cifar10`: wider, batch norm, 10 epochs), test accuracy %",
         "CIFAR-10 (45k train, 5k validation; the first 1,000 test images)", "neocognitron_cifar10",
