@@ -222,7 +222,8 @@ TABLES["choices"] += [
 ]
 # Speed (issue 7's goals in the goal column); the speedrun's baseline is a recipe comparison.
 TABLES["speed"] = [
-    Row("MNIST speedrun (`experiment=mnist_speedrun`): test accuracy %", "MNIST", "speedrun", {"side": "ours"},
+    Row("MNIST speedrun (`experiment=mnist_speedrun`): test accuracy % (a target on the test split by construction: "
+        "its recipe was tuned until the test figure reached it)", "MNIST", "speedrun", {"side": "ours"},
         "acc", "python benchmarks/bench_speedrun.py", scale=100, note="≥ 99.0 mean, each ≥ 98.9"),
     Row("MNIST speedrun: training s", "MNIST", "speedrun", {"side": "ours"}, "train",
         "python benchmarks/bench_speedrun.py", digits=1, note="≤ 10", stat="median"),
@@ -435,7 +436,8 @@ TABLES["headline"] = [
           "test accuracy %"),
     _pick("models", "`neocognitron_fukushima` (Add-if-Silent", "Fukushima's self-organising `neocognitron_fukushima` "
           "(no backprop), test accuracy %"),
-    _pick("speed", "MNIST speedrun (", "MNIST speedrun (`experiment=mnist_speedrun`): test accuracy %"),
+    _pick("speed", "MNIST speedrun (", "MNIST speedrun (`experiment=mnist_speedrun`): test accuracy % (a target on "
+          "the test split by construction: its recipe was tuned until the test figure reached it)"),
     _pick("speed", "MNIST speedrun: training s", "MNIST speedrun: training s"),
     _pick("models", "`convnet`, `experiment=cifar10_fast`", "CIFAR-10 in 10 minutes (`experiment=cifar10_fast`), "
           "test accuracy %"),
