@@ -300,7 +300,9 @@ COMPARISON_ROWS.append(("neocognitron_fukushima_tolerant", "`neocognitron_fukush
                         "random shifts ≤ 3 px, two top-layer passes (chosen on validation)"))
 COMPARISON_COLUMNS = (("centred", "none", "0"), ("1 px", "shift", "1"), ("2 px", "shift", "2"), ("3 px", "shift", "3"),
                       ("4 px", "shift", "4"), ("same class, 2 shifts ≤ 2 px", "shift_consistency", "2"),
-                      ("rotated ±15°", "rotation", "15"), ("elastic α 34", "elastic", "34"))
+                      ("rotated ±15°", "rotation", "15"), ("elastic α 34", "elastic", "34"),
+                      ("noise σ 50 (of 255)", "noise", "50"), ("noise σ 100", "noise", "100"),
+                      ("occluded 8x8 square", "occlusion", "8"), ("occluded 12x12", "occlusion", "12"))
 
 
 def _train_records(model: str, training: str) -> tuple[str, list[dict]]:
