@@ -341,7 +341,8 @@ def comparison_table() -> str:
     for model, name, training, trained_on in COMPARISON_ROWS:
         store, runs = _train_records(model, training)
         results = [(r, res) for r in tol for label, res in r["results"].items() if label.startswith(f"{model}/{training}/")]
-        cells = [_cell([res[p][lv] for _, res in results]) for _, p, lv in COMPARISON_COLUMNS]
+        cells = [_cell([res[p][lv] for _, res in results if lv in res.get(p, {})])  # older records lack some
+                 for _, p, lv in COMPARISON_COLUMNS]
         src = [f"`{store}.jsonl` {_lines(runs)}" if runs else "",
                f"`tolerance_compare.jsonl` {_lines([r for r, _ in results])}" if results else ""]
         lines.append("| " + " | ".join([name, trained_on, _cell([r["metrics"]["test/acc"] for r in runs], 2), *cells,

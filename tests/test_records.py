@@ -226,6 +226,7 @@ def test_the_comparison_table_pairs_training_records_with_tolerance_records():
                                        "metrics": {"test/acc": 0.5}})
     levels = {p: {lv: 0.9 for lv in ("0", "1", "2", "3", "4", "15", "34")}
               for p in ("none", "shift", "shift_consistency", "rotation", "elastic")}
+    levels["noise"] = {"50": 0.6, "100": 0.3}  # occlusion left out: a record without it leaves its cells empty
     res = {"mlp/shift2/s1": levels, "mlp/shift2/s2": {**levels, "shift": {**levels["shift"], "2": 0.7}},
            "mlp/none/s1": levels}
     append_record("tolerance_compare", {"results": res})
@@ -234,3 +235,4 @@ def test_the_comparison_table_pairs_training_records_with_tolerance_records():
     assert cells[2] == "98.50 ± 0.71"  # test accuracy over the two shifted runs only
     assert cells[3] == "90.0 ± 0.0" and cells[5] == "80.0 ± 14.1" and cells[-2] == "2 / 2"
     assert cells[-1] == "`tolerance_models.jsonl` 1-2; `tolerance_compare.jsonl` 1"
+    assert cells[11:15] == ["60.0 ± 0.0", "30.0 ± 0.0", "", ""]  # noise σ 50, σ 100; no occlusion recorded
