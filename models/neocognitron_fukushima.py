@@ -320,8 +320,9 @@ class FukushimaNeocognitron(nn.Module):
         falling linearly over the passes (``rate * (P - p) / P`` in pass ``p`` of ``P``)."""
         p = self.phase - 2 - self.top_epochs
         rate = self.adjust_rate * (self.adjust_epochs - p) / self.adjust_epochs
-        wrong = interpolated_similarity(f, self.refs, self.ref_labels, self.num_classes, 1).argmax(1) != y
-        moved = adjust(self.refs, self.ref_labels, f, y, rate, self.adjust_window)
+        sims = f @ self.refs.t()  # before the step: for the nearest vector's errors and for the step
+        wrong = interpolated_similarity(f, self.refs, self.ref_labels, self.num_classes, 1, sims).argmax(1) != y
+        moved = adjust(self.refs, self.ref_labels, f, y, rate, self.adjust_window, sims)
         self._add_counts(patterns=len(f), errors=wrong.sum(), close=moved)
         return {"us4_refs": float(self.refs.shape[0]), "us4_train_err": float(wrong.float().mean())}
 

@@ -101,13 +101,14 @@ def reinforce(refs: torch.Tensor, mass: torch.Tensor, labels: torch.Tensor, f: t
 
 
 def adjust(refs: torch.Tensor, labels: torch.Tensor, f: torch.Tensor, y: torch.Tensor, rate: float,
-           window: float) -> int:
+           window: float, sims: torch.Tensor | None = None) -> int:
     """One step of the adjusting phase (LVQ2.1 on cosines, in place): a pattern whose nearest vector
     of another class is within ``window`` of its nearest vector of its own class (``cos_other >
     cos_own - window``: misclassified, or right by less than the window) moves the own-class vector
     by ``rate * (f - r)`` and the other one by ``-rate * (f - r)``; the moved vectors are
-    normalised again. Returns the number of patterns that moved vectors."""
-    sims = f @ refs.t()
+    normalised again. Returns the number of patterns that moved vectors. ``sims``: ``f @ refs.T``
+    when the caller has it already."""
+    sims = f @ refs.t() if sims is None else sims
     c_own, w_own = _nearest(sims, labels, y, same=True)
     c_other, w_other = _nearest(sims, labels, y, same=False)
     near = (c_own > NONE) & (c_other > NONE) & (c_other > c_own - window)

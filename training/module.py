@@ -90,6 +90,7 @@ class Classifier(L.LightningModule):
         self.val_acc_best.persistent(True)  # in checkpoints, so a resumed run keeps the best so far
         self.train_loss.persistent(True)  # and an epoch resumed midway its running training metrics
         self.train_acc.persistent(True)
+        self._restored_epoch: int | None = None  # set by on_load_checkpoint
 
     # -- the model -------------------------------------------------------------------
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -154,7 +155,7 @@ class Classifier(L.LightningModule):
         # A new epoch starts its running training metrics afresh, except the epoch a mid-epoch checkpoint
         # was resumed in (its metrics come from the checkpoint). An epoch-end checkpoint of epoch e is
         # resumed at epoch e + 1, so it is reset as well.
-        restored, self._restored_epoch = getattr(self, "_restored_epoch", None), None
+        restored, self._restored_epoch = self._restored_epoch, None
         if restored != self.current_epoch:
             self.train_loss.reset()
             self.train_acc.reset()
