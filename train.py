@@ -192,8 +192,11 @@ def _stage_times(timer: Timer, stage: str) -> dict[str, float]:
 def main(cfg: DictConfig) -> float | None:
     from training.cli import discard_failed_run, friendly_errors
     from training.distributed import ddp_scope
+    from training.records import capture_git_state
     from training.runs import end_of_run_summary, record_sweep_failure
 
+    if cfg.get("record"):
+        capture_git_state()  # the code as the run starts, not as it ends (training.records)
     progress: dict = {}
     # discard_failed_run: a run that fails before its first training step leaves no run folder;
     # ddp_scope: DDP child processes reuse this run's folder

@@ -278,6 +278,9 @@ def main() -> None:
                    help="only: the speed of train.py's Trainer with its progress bar, callbacks, logger or determinism "
                         "left out, or with PyTorch's NaN fill of new tensors put back")
     args = p.parse_args()
+    from training.records import capture_git_state
+
+    capture_git_state()  # the code as the runs start (training.records)
     EXTRA_OVERRIDES.extend(args.set)
     warnings.filterwarnings("ignore")
     L.seed_everything(0, verbose=False)

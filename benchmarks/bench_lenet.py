@@ -33,7 +33,7 @@ import torch.nn.functional as F
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from models import get_model  # noqa: E402
-from models.sdlm import PAPER_EPOCHS, PAPER_HESSIAN_SAMPLES, SDLM, PiecewiseConstantLR  # noqa: E402
+from models.sdlm import PAPER_EPOCHS, PAPER_HESSIAN_SAMPLES, PAPER_MU, SDLM, PiecewiseConstantLR  # noqa: E402
 
 # Paper test errors on MNIST (%): [1998] Fig. 9 / III.C. lenet1989 was published on zip codes only
 # (5.0% on its own 2,007-image test set), so it has no MNIST figure.
@@ -44,6 +44,9 @@ RECIPES = {
     # x2, chosen on validation (x4's mean was lost to a dead output unit in one seed): docs/results.md
     "lenet4": dict(kwargs={}, normalize="lecun", resize=None, optimizer="sdlm", batch_size=16, step_scale=2),
     "lenet1": dict(kwargs={}, normalize="lecun", resize=None, optimizer="sdlm", batch_size=16, step_scale=4),
+    # [1998] III.C: the digit "downsampled to 16x16 pixels and centered in the 28x28 input layer"
+    "lenet1_16in28": dict(model="lenet1", kwargs={}, normalize="lecun", resize=16, center=28, optimizer="sdlm",
+                          batch_size=16, step_scale=4),
     # [1989]: 16x16 inputs scaled to [-1, 1], padded with -1.
     "lenet1989": dict(kwargs={"input_size": 16}, normalize="symmetric", resize=16, optimizer="sdlm", batch_size=16, step_scale=4),
     "lenet5_modern": dict(kwargs={}, normalize="standard", resize=None, optimizer="adamw", batch_size=64),
@@ -57,9 +60,26 @@ def load_mnist(root: str):
     return tr.data, tr.targets, te.data, te.targets
 
 
-def prepare(x_u8: torch.Tensor, normalize: str, resize: int | None) -> torch.Tensor:
+ZIP1989_SIZES = (7291, 2007)  # [1989]: training and test digits
+
+
+def zip1989_subset(data, seed: int = 1337):
+    """7,291 training digits drawn from MNIST's training split and 2,007 from its test split
+    (random, fixed ``seed``), as karpathy/lecun1989-repro builds the 1989 paper's sizes from MNIST."""
+    xtr, ytr, xte, yte = data
+    g = torch.Generator().manual_seed(seed)
+    tr = torch.randperm(len(ytr), generator=g)[:ZIP1989_SIZES[0]]
+    te = torch.randperm(len(yte), generator=g)[:ZIP1989_SIZES[1]]
+    return xtr[tr], ytr[tr], xte[te], yte[te]
+
+
+def prepare(x_u8: torch.Tensor, normalize: str, resize: int | None, center: int | None = None) -> torch.Tensor:
     x = x_u8.unsqueeze(1).float() / 255.0
-    if resize is not None:
+    if center is not None:  # LeNet-1's input: each digit fitted to resize x resize, centred in center x center
+        from training.data.digits import fit_digits
+
+        x = fit_digits(x, resize, center)
+    elif resize is not None:
         x = F.interpolate(x, size=(resize, resize), mode="bilinear", antialias=True, align_corners=False)
     if normalize == "lecun":  # background -0.1, foreground 1.175 [1998, II.B]
         return x * 1.275 - 0.1
@@ -68,6 +88,14 @@ def prepare(x_u8: torch.Tensor, normalize: str, resize: int | None) -> torch.Ten
     if normalize == "standard":
         return (x - 0.1307) / 0.3081
     raise ValueError(normalize)
+
+
+def input_of(recipe: dict) -> str:
+    """What the network is shown, for the record: '28x28', '16x16' (resized) or '16x16 in 28x28'."""
+    if recipe.get("center"):
+        return f"{recipe['resize']}x{recipe['resize']} in {recipe['center']}x{recipe['center']}"
+    side = recipe["resize"] or 28
+    return f"{side}x{side}"
 
 
 @torch.no_grad()
@@ -99,11 +127,11 @@ def run(name: str, seed: int, epochs: int, data, log=print, batch_size: int | No
     bs = batch_size or recipe["batch_size"]
     step_scale = step_scale or recipe.get("step_scale")
     xtr_u8, ytr, xte_u8, yte = data
-    xtr = prepare(xtr_u8, recipe["normalize"], recipe["resize"])
-    xte = prepare(xte_u8, recipe["normalize"], recipe["resize"])
+    xtr = prepare(xtr_u8, recipe["normalize"], recipe["resize"], recipe.get("center"))
+    xte = prepare(xte_u8, recipe["normalize"], recipe["resize"], recipe.get("center"))
     torch.manual_seed(seed)
     kwargs = {**recipe["kwargs"], **(model_kwargs or {})}
-    model = get_model(name, **kwargs)
+    model = get_model(recipe.get("model", name), **kwargs)
     loss_fn = getattr(model, "loss", F.cross_entropy)
     if recipe["optimizer"] == "sdlm":
         opt = SDLM(model.parameters(), step_scale=step_scale)
@@ -134,11 +162,125 @@ def run(name: str, seed: int, epochs: int, data, log=print, batch_size: int | No
             f"{eval_name}_err={error_rate(model, xte, yte):.2f}% elapsed={time.perf_counter() - t0:.0f}s")
     train_s = time.perf_counter() - t0
     pred_tr = predict(model, xtr)  # once, for the training error and the classes never predicted
-    return dict(model=name, seed=seed, epochs=epochs, model_kwargs=model_kwargs or {}, batch_size=bs,
+    return dict(model=recipe.get("model", name), recipe=name, input=input_of(recipe), seed=seed, epochs=epochs,
+                model_kwargs=model_kwargs or {}, batch_size=bs,
                 optimizer=recipe["optimizer"], step_scale=step_scale,
                 params=sum(p.numel() for p in model.parameters()),
                 train_err=percent_wrong(pred_tr, ytr), test_err=error_rate(model, xte, yte), train_s=train_s,
                 threads=torch.get_num_threads(), never_predicted=never_predicted(pred_tr))
+
+
+def train_per_sample(name: str, seeds: list[int], epochs: int, xtr, ytr, xev, yev, log=print,
+                     model_kwargs: dict | None = None, eval_name: str = "test", optimizer: str = "sdlm",
+                     lr: float | None = None, shuffle: bool = True, train_curve: bool = False, compile: bool = True):
+    """The papers' own updates: one step per training pattern [1998, II.B; 1989], for all ``seeds``
+    at once. Their parameters are stacked and the step is vmapped over the seeds
+    (``torch.func``), then compiled; the first step is checked against the uncompiled one.
+
+    ``optimizer``: ``sdlm`` -- w -= eta / (mu + h) * g, eta by the paper's schedule, h re-estimated
+    on 500 training patterns before each pass (``LeNet.second_derivatives``), as ``SDLM`` with
+    batches of one; ``sgd`` -- w -= lr * g with a constant ``lr`` (the 1989 net as
+    karpathy/lecun1989-repro trains it). ``shuffle``: a fresh order per pass and seed, else the
+    stored order every pass. ``xtr``/``xev``: prepared images. Returns (the trained models, their
+    per-pass curves -- the evaluation error, and the training error if asked --, seconds)."""
+    import copy
+
+    from torch.func import functional_call, grad_and_value, stack_module_state, vmap
+
+    if optimizer == "sgd" and not (lr and lr > 0):
+        raise SystemExit("--optimizer sgd needs --lr > 0 (karpathy/lecun1989-repro: 0.03 on the mean over outputs)")
+    recipe = RECIPES[name]
+    kwargs = {**recipe["kwargs"], **(model_kwargs or {})}
+    models = []
+    for seed in seeds:
+        torch.manual_seed(seed)
+        models.append(get_model(recipe.get("model", name), **kwargs))
+    gens = [torch.Generator().manual_seed(seed) for seed in seeds]
+    params, buffers = stack_module_state(models)
+    params = {k: v.detach() for k, v in params.items()}
+    skeleton = copy.deepcopy(models[0]).to("meta")
+    loss_of = models[0].loss  # reads only the criterion
+
+    def one(p, b, x, y):
+        return loss_of(functional_call(skeleton, (p, b), (x.unsqueeze(0),)), y.unsqueeze(0))
+
+    per_seed = vmap(grad_and_value(one))
+
+    def step(p, b, x, y, rate):
+        g, loss = per_seed(p, b, x, y)
+        return {k: p[k] - rate[k] * g[k] for k in p}, loss
+
+    fast = torch.compile(step) if compile else step
+
+    def sync(i: int):  # seed i's stacked parameters into its module
+        with torch.no_grad():
+            for k, v in models[i].named_parameters():
+                v.copy_(params[k][i])
+        return models[i]
+
+    sched = PiecewiseConstantLR(SDLM([torch.zeros(1)]))  # the paper's eta per pass
+    curves: list[list[dict]] = [[] for _ in seeds]
+    t0 = time.perf_counter()
+    checked = not compile
+    for epoch in range(epochs):
+        if optimizer == "sdlm":
+            eta, hs = sched.lr_at(epoch), []
+            for i in range(len(seeds)):
+                idx = torch.randperm(len(xtr), generator=gens[i])[:PAPER_HESSIAN_SAMPLES]
+                hs.append(sync(i).second_derivatives(xtr[idx], ytr[idx]))
+            rate = {k: eta / (PAPER_MU + torch.stack([h[k] for h in hs]).clamp_min(0)) for k in params}
+        else:
+            rate = {k: torch.full_like(v, lr) for k, v in params.items()}
+        order = torch.stack([torch.randperm(len(xtr), generator=g) if shuffle else torch.arange(len(xtr))
+                             for g in gens])
+        total = torch.zeros(len(seeds))
+        for t in range(len(xtr)):
+            idx = order[:, t]
+            if not checked:  # the compiled step against the plain one, once
+                want, _ = step(params, buffers, xtr[idx], ytr[idx], rate)
+                got, _ = fast(params, buffers, xtr[idx], ytr[idx], rate)
+                bad = [k for k in want if not torch.allclose(want[k], got[k], rtol=1e-4, atol=1e-6)]
+                if bad:
+                    raise RuntimeError(f"the compiled per-sample step differs from the plain one in {bad}")
+                checked = True
+            params, loss = fast(params, buffers, xtr[idx], ytr[idx], rate)
+            total += loss.detach()
+        if not torch.isfinite(total).all():
+            raise RuntimeError(f"{name} seeds {seeds}: loss diverged at pass {epoch + 1}")
+        for i, seed in enumerate(seeds):
+            point = {"pass": epoch + 1, "train_loss": total[i].item() / len(xtr),
+                     f"{eval_name}_err": error_rate(sync(i), xev, yev)}
+            if train_curve:
+                point["train_err"] = error_rate(models[i], xtr, ytr)
+            curves[i].append(point)
+            log(f"{name} seed={seed} pass={epoch + 1}/{epochs} " + " ".join(
+                f"{k}={v:.4f}" if k == "train_loss" else f"{k}={v:.2f}%" for k, v in point.items() if k != "pass")
+                + f" elapsed={time.perf_counter() - t0:.0f}s")
+    for i in range(len(seeds)):
+        sync(i)
+    return models, curves, time.perf_counter() - t0
+
+
+def run_per_sample(name: str, seeds: list[int], epochs: int, data, log=print, eval_name: str = "test",
+                   **options) -> list[dict]:
+    """:func:`train_per_sample` on MNIST tensors ``data``; one record per seed."""
+    recipe = RECIPES[name]
+    xtr_u8, ytr, xte_u8, yte = data
+    xtr = prepare(xtr_u8, recipe["normalize"], recipe["resize"], recipe.get("center"))
+    xte = prepare(xte_u8, recipe["normalize"], recipe["resize"], recipe.get("center"))
+    models, curves, train_s = train_per_sample(name, seeds, epochs, xtr, ytr, xte, yte, log=log,
+                                               eval_name=eval_name, **options)
+    out = []
+    for seed, model, curve in zip(seeds, models, curves):
+        pred_tr = predict(model, xtr)
+        out.append(dict(model=recipe.get("model", name), recipe=name, input=input_of(recipe), seed=seed, epochs=epochs,
+                        model_kwargs=options.get("model_kwargs") or {}, batch_size=1, per_sample=True,
+                        optimizer=options.get("optimizer", "sdlm"), step_scale=None, lr=options.get("lr"),
+                        shuffle=options.get("shuffle", True), params=sum(p.numel() for p in model.parameters()),
+                        train_err=percent_wrong(pred_tr, ytr), test_err=error_rate(model, xte, yte),
+                        train_s=train_s, seeds_together=len(seeds), threads=torch.get_num_threads(),
+                        never_predicted=never_predicted(pred_tr), curve=curve))
+    return out
 
 
 def summarize(path: str) -> str:
@@ -177,10 +319,24 @@ def main() -> None:
     ap.add_argument("--val", type=int, default=0, metavar="N",
                     help="hold out N training images (fixed split seed 0), train on the rest and score those "
                          "instead of the test split: for choosing a setting (recorded as val_err, split 'val')")
+    ap.add_argument("--per-sample", action="store_true",
+                    help="the papers' updates: one step per training pattern, all --seeds trained together "
+                         "(run_per_sample); --batch-size and --step-scale do not apply")
+    ap.add_argument("--optimizer", choices=["sdlm", "sgd"], default="sdlm", help="with --per-sample")
+    ap.add_argument("--lr", type=float, default=None, help="the constant step of --optimizer sgd")
+    ap.add_argument("--no-shuffle", action="store_true", help="with --per-sample: the same order every pass")
+    ap.add_argument("--train-curve", action="store_true", help="with --per-sample: the training error after each pass")
+    ap.add_argument("--no-compile", action="store_true", help="with --per-sample: do not torch.compile the step")
+    ap.add_argument("--split", choices=["mnist", "zip1989"], default="mnist",
+                    help="mnist: 60,000 / 10,000; zip1989: 7,291 training / 2,007 test digits drawn from MNIST's "
+                         "(the 1989 paper's sizes)")
     ap.add_argument("--no-record", action="store_true",
                     help="do not append the runs to benchmarks/results/lenet.jsonl (the results store)")
     ap.add_argument("--summarize", default=None, help="print the table of a --out file and exit")
     args = ap.parse_args()
+    from training.records import capture_git_state
+
+    capture_git_state()  # the code as the runs start (training.records)
     if args.summarize:
         print(summarize(args.summarize))
         return
@@ -193,18 +349,35 @@ def main() -> None:
         except json.JSONDecodeError:
             model_kwargs[key] = value
     data = load_mnist(args.root)
+    if args.split == "zip1989":  # the 1989 paper's sizes, drawn from MNIST as karpathy/lecun1989-repro does
+        data = zip1989_subset(data)
     if args.val:  # choose on validation: the test split is not read at all
         xtr, ytr = data[0], data[1]
         perm = torch.randperm(len(ytr), generator=torch.Generator().manual_seed(0))
         val, rest = perm[: args.val], perm[args.val :]
         data = (xtr[rest], ytr[rest], xtr[val], ytr[val])
-    for name in args.models:
+    log = lambda text: print(text, flush=True)  # noqa: E731
+    eval_name = "val" if args.val else "test"
+
+    def runs(name: str):
+        if args.per_sample:  # all the seeds in one vmapped, compiled loop
+            yield from run_per_sample(name, args.seeds, args.epochs, data, log=log, model_kwargs=model_kwargs,
+                                      eval_name=eval_name, optimizer=args.optimizer, lr=args.lr,
+                                      shuffle=not args.no_shuffle, train_curve=args.train_curve,
+                                      compile=not args.no_compile)
+            return
         for seed in args.seeds:
-            r = run(name, seed, args.epochs, data, log=lambda s: print(s, flush=True), batch_size=args.batch_size,
-                    step_scale=args.step_scale, model_kwargs=model_kwargs, eval_name="val" if args.val else "test")
+            yield run(name, seed, args.epochs, data, log=log, batch_size=args.batch_size, step_scale=args.step_scale,
+                      model_kwargs=model_kwargs, eval_name=eval_name)
+
+    for name in args.models:
+        for r in runs(name):
+            seed = r["seed"]
             if args.val:  # what run() calls the test split is the validation split here
                 r = {**{k: v for k, v in r.items() if k != "test_err"}, "val_err": r["test_err"], "split": "val",
                      "val_size": args.val}
+            if args.split != "mnist":  # "zip1989", or "zip1989-val"
+                r["split"] = args.split + ("-val" if args.val else "")
             print(json.dumps(r), flush=True)
             if r["never_predicted"]:
                 print(f"warning: {name} seed {seed} never predicts class(es) {r['never_predicted']} on its training "

@@ -114,6 +114,9 @@ def main() -> None:
     p.add_argument("--no-record", action="store_true", help="do not append to benchmarks/results/speedrun.jsonl")
     p.add_argument("overrides", nargs="*", help="extra train.py overrides for our runs (e.g. trainer.max_epochs=3)")
     args = p.parse_args()
+    from training.records import capture_git_state
+
+    capture_git_state()  # the code as the runs start (training.records)
     root = str(Path(args.root).resolve())
     print(f"torch {torch.__version__}, {os.cpu_count()} CPUs, {torch.get_num_threads()} threads, "
           f"load average {os.getloadavg()[0]:.1f}", flush=True)

@@ -226,6 +226,10 @@ def main(argv: list[str] | None = None) -> None:
                    help="append a JSON line to benchmarks/results/NAME.jsonl (default NAME: tolerance)")
     p.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
     args = p.parse_args(argv)
+    if args.record:
+        from training.records import capture_git_state
+
+        capture_git_state()  # the code as the run starts (training.records)
     if args.limit is not None and args.limit < 1:
         p.error("--limit must be >= 1")
     if not args.elastic_sigma > 0:

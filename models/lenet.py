@@ -172,7 +172,8 @@ class LeNet(nn.Module):
         if self.criterion == "ce":
             return F.cross_entropy(scores, targets)
         if self.criterion == "mse":
-            t = torch.full_like(scores, -1.0).scatter_(1, targets.view(-1, 1), 1.0)
+            classes = torch.arange(scores.shape[1], device=scores.device)
+            t = (classes == targets.view(-1, 1)).to(scores.dtype) * 2.0 - 1.0  # +1 the class, -1 the rest
             return ((scores - t) ** 2).sum(1).mean()
         y_correct = -scores.gather(1, targets.view(-1, 1)).squeeze(1)
         if self.criterion == "mle":

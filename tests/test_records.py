@@ -112,6 +112,21 @@ def test_a_project_inside_a_larger_repository_sees_only_its_own_files(repo):
     assert git_state(sub)["dirty_files"] == ["train.py"]
 
 
+def test_a_record_keeps_the_git_state_its_run_started_with(repo, monkeypatch, tmp_path):
+    """An edit made while a run goes on must not mark the run dirty (nor a commit made then give it
+    a commit it did not run): the entry points capture the state as they start."""
+    import training.records as records
+
+    monkeypatch.setattr(records, "_STATE_AT_START", None)
+    monkeypatch.setenv("NEOLENET_RESULTS_DIR", str(tmp_path / "results"))
+    start = records.capture_git_state(repo)
+    (repo / "model.py").write_text("x = 2\n")  # edited while the run goes on
+    assert git_state(repo)["dirty"] is True
+    assert append_record("demo", {"seed": 0})
+    (rec,) = read_records("demo")
+    assert rec["git"] == start and rec["git"]["dirty"] is False
+
+
 def test_outside_a_repository_dirty_is_unknown(tmp_path, monkeypatch):
     monkeypatch.setenv("GIT_CEILING_DIRECTORIES", str(tmp_path.parent))  # no repository above tmp_path either
     assert git_state(tmp_path) == {"commit": None, "dirty": None, "dirty_files": None}

@@ -80,6 +80,19 @@ def git_state(root: Path = ROOT) -> dict[str, Any]:
     return state
 
 
+_STATE_AT_START: dict[str, Any] | None = None
+
+
+def capture_git_state(root: Path = ROOT) -> dict[str, Any]:
+    """Take this process's git state now, once: the entry points call it as they start, so a record
+    appended at the end says what the code was when the run began, not after edits made while it
+    ran (an edit then would mark it dirty, a commit then would give it a commit it did not run)."""
+    global _STATE_AT_START
+    if _STATE_AT_START is None:
+        _STATE_AT_START = git_state(root)
+    return _STATE_AT_START
+
+
 def machine() -> dict[str, Any]:
     """What ran it: CPU model, cores, torch's threads and version, the GPU if any."""
     cpu = platform.processor() or platform.machine()
@@ -113,7 +126,7 @@ def append_record(name: str, record: dict[str, Any]) -> Path:
                           f"benchmarks/results/<name>.jsonl)")
     full = {"command": " ".join([Path(sys.argv[0]).name, *sys.argv[1:]]) if sys.argv and sys.argv[0] else None,
             "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-            "git": git_state(), "machine": machine(), **record}
+            "git": _STATE_AT_START or git_state(), "machine": machine(), **record}
     path = results_dir() / f"{name}.jsonl"
     path.parent.mkdir(parents=True, exist_ok=True)
     with open(path, "a") as f:  # append only: a record, once written, is never changed
@@ -154,6 +167,7 @@ def run_recorded(name: str, main, *args):
 
     if os.environ.get("NEOLENET_NO_RECORD"):
         return main(*args)
+    capture_git_state()
     tee = _Tee(sys.stdout)
     with contextlib.redirect_stdout(tee):
         result = main(*args)
