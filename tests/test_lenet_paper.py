@@ -110,3 +110,57 @@ def test_the_1989_sizes_are_drawn_from_each_split_and_fixed():
     assert [len(t) for t in a] == [7291, 7291, 2007, 2007]
     assert all(torch.equal(u, v) for u, v in zip(a, b))
     assert a[0].max() < 60000 and a[2].min() >= 60000 and len(a[0].unique()) == 7291
+
+
+# --- [1998] III.C.7: the distortions ------------------------------------------------------
+
+from training.perturbations import affine_each, random_affine, shift  # noqa: E402
+
+
+def _dot(side: int, row: int, col: int) -> torch.Tensor:
+    x = torch.zeros(1, 1, side, side, dtype=torch.uint8)
+    x[0, 0, row, col] = 255
+    return x
+
+
+def test_the_affine_map_at_zero_is_the_identity_and_a_whole_translation_is_a_shift():
+    x = (torch.rand(3, 1, 28, 28, generator=torch.Generator().manual_seed(0)) * 255).to(torch.uint8)
+    assert torch.equal(affine_each(x, 0, 0, 1, 1, 0), x)
+    assert torch.equal(random_affine(x, translate=0, scale=0, squeeze=0, shear=0), x)
+    assert torch.equal(affine_each(x, 2, -1, 1, 1, 0), shift(x, 2, -1))  # 2 down, 1 left
+
+
+@pytest.mark.parametrize("what, args, src, dst", [
+    ("scale x2 about the centre (4, 4)", (0, 0, 2.0, 1, 0), (6, 4), (8, 4)),
+    ("squeeze 0.5: half as wide, twice as tall", (0, 0, 1, 0.5, 0), (5, 6), (6, 5)),
+    ("shear 1: a row 2 below the centre moves 2 right", (0, 0, 1, 1, 1.0), (6, 4), (6, 6)),
+    ("shear -0.5: a row 2 above the centre moves 1 right", (0, 0, 1, 1, -0.5), (2, 4), (2, 5)),
+])
+def test_each_distortion_moves_a_pixel_where_its_name_says(what, args, src, dst):
+    out = affine_each(_dot(9, *src), *args)
+    assert out[0, 0, dst[0], dst[1]] == 255, what
+    assert out[0, 0, src[0], src[1]] == 0 or src == dst, what
+
+
+def test_random_distortions_differ_per_image_stay_in_range_and_repeat_with_the_generator():
+    x = _dot(29, 14, 14).repeat(64, 1, 1, 1)  # the centre pixel: moved by the translation only
+    out = random_affine(x, torch.Generator().manual_seed(1), translate=2.0, scale=0.1, squeeze=0.1, shear=0.2)
+    again = random_affine(x, torch.Generator().manual_seed(1), translate=2.0, scale=0.1, squeeze=0.1, shear=0.2)
+    assert torch.equal(out, again)
+    ink = out[:, 0].float()
+    rows = (ink.sum(2) * torch.arange(29.0)).sum(1) / ink.sum((1, 2))
+    cols = (ink.sum(1) * torch.arange(29.0)).sum(1) / ink.sum((1, 2))
+    assert (rows - 14).abs().max() <= 2.5 and (cols - 14).abs().max() <= 2.5  # the shift is at most 2 px
+    assert len({(round(r, 2), round(c, 2)) for r, c in zip(rows.tolist(), cols.tolist())}) > 50
+
+
+def test_a_pass_distorts_the_papers_fraction_of_the_patterns_and_leaves_the_rest_exact():
+    assert bench_lenet.PAPER_DISTORTED_FRACTION == pytest.approx(0.45)  # 540,000 of 20 x 60,000
+    x = torch.full((400, 1, 28, 28), -0.1)
+    x[:, :, 8:20, 10:16] = 1.175  # a bar, LeCun's foreground on his background
+    ranges = dict(translate=2.0, scale=0.1, squeeze=0.1, shear=0.2)
+    out = bench_lenet.distorted_copy(x, 0.45, torch.Generator().manual_seed(0), ranges)
+    changed = (out != x).flatten(1).any(1)
+    assert 0.35 < changed.float().mean() < 0.55
+    assert out.amin() >= -0.1 - 1e-6 and (out[:, :, 0, 0] + 0.1).abs().max() < 1e-6  # the background fills in
+    assert torch.equal(bench_lenet.distorted_copy(x, 0.0, torch.Generator(), ranges), x)

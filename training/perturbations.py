@@ -7,8 +7,9 @@ whatever its position and despite deformation. These transforms measure that cla
 
 - :func:`shift` moves the pixels by whole pixels (the background fills in, nothing wraps around);
   :func:`directions` gives the 8 offsets at a distance, :func:`mean_over_shifts` a score's mean over them;
-- :func:`rotate` and :func:`scale` (about the image centre) and :func:`elastic` (Simard, Steinkraus
-  & Platt 2003) resample the image bilinearly (:func:`remap`);
+- :func:`rotate` and :func:`scale` (about the image centre), :func:`affine_each` and LeCun's
+  distortions :func:`random_affine`, and :func:`elastic` (Simard, Steinkraus & Platt 2003) resample
+  the image bilinearly (:func:`remap`);
 - :func:`gaussian_noise` and :func:`occlude` (a random square set to the background);
 - :func:`shift_consistency` (Zhang 2019): how often a model's prediction survives two random shifts.
 
@@ -151,6 +152,48 @@ def scale(x: torch.Tensor, factor: float, fill: Fill = 0) -> torch.Tensor:
     if factor <= 0:
         raise ValueError(f"scale factor must be positive, got {factor}")
     return _about_centre(x, torch.tensor([[1 / factor, 0.0], [0.0, 1 / factor]]), fill)
+
+
+def affine_each(x: torch.Tensor, ty: torch.Tensor, tx: torch.Tensor, scale: torch.Tensor, squeeze: torch.Tensor,
+                shear: torch.Tensor, fill: Fill = 0) -> torch.Tensor:
+    """Image ``i`` under its own planar affine map about the image centre c, in (row, col) pixels: a
+    point q of the input goes to ``c + A_i (q - c) + (ty_i, tx_i)`` with
+    ``A = scale * diag(1 / squeeze, squeeze) @ [[1, 0], [shear, 1]]``. So ``ty``/``tx`` move the
+    pattern down/right by that many pixels, ``scale`` magnifies it, ``squeeze`` < 1 compresses it
+    horizontally while elongating it vertically (> 1 the reverse), ``shear`` moves each row right
+    by ``shear`` times its distance below the centre. The output reads the input bilinearly at
+    ``A^-1`` of its own positions (:func:`remap`); the identity (0, 0, 1, 1, 0) copies ``x``."""
+    _check(x)
+    b, _, h, w = x.shape
+    cy, cx = (h - 1) / 2, (w - 1) / 2
+    f = lambda v: torch.as_tensor(v, dtype=torch.float32, device=x.device).expand(b).reshape(b, 1, 1)  # noqa: E731
+    ty, tx, scale, squeeze, shear = f(ty), f(tx), f(scale), f(squeeze), f(shear)
+    if (scale <= 0).any() or (squeeze <= 0).any():
+        raise ValueError("affine_each: scale and squeeze must be > 0")
+    u = torch.arange(h, device=x.device, dtype=torch.float32).view(1, h, 1) - cy - ty  # output - c - t
+    v = torch.arange(w, device=x.device, dtype=torch.float32).view(1, 1, w) - cx - tx
+    # A = s [[1/q, 0], [q k, q]]  ->  A^-1 = (1/s) [[q, 0], [-q k, 1/q]]
+    py = cy + squeeze * u / scale
+    px = cx + (-squeeze * shear * u + v / squeeze) / scale
+    return remap(x, py.expand(b, h, w), px.expand(b, h, w), fill)
+
+
+def random_affine(x: torch.Tensor, generator: torch.Generator | None = None, *, translate: float = 2.0,
+                  scale: float = 0.1, squeeze: float = 0.1, shear: float = 0.2, fill: Fill = 0) -> torch.Tensor:
+    """The distortions of [LeCun et al. 1998, III.C.7]: "random combinations of planar affine
+    transformations: horizontal and vertical translations, scaling, squeezing (simultaneous
+    horizontal compression and vertical elongation, or the reverse) and horizontal shearing". One
+    draw per image, each uniform: a shift of up to ``translate`` pixels along each axis, a scale in
+    1 +- ``scale``, a squeeze in 1 +- ``squeeze``, a shear in +- ``shear``. UNCERTAIN: the paper
+    gives no ranges; these defaults are this project's (docs/lenet.md)."""
+    _check(x)
+    b = x.shape[0]
+
+    def draw(half_width: float, centre: float = 0.0) -> torch.Tensor:
+        return centre + half_width * (2 * torch.rand(b, generator=generator) - 1)
+
+    return affine_each(x, draw(translate), draw(translate), draw(scale, 1.0), draw(squeeze, 1.0), draw(shear),
+                       fill)
 
 
 def gaussian_kernel(sigma: float, truncate: float = 4.0) -> torch.Tensor:
