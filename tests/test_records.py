@@ -174,6 +174,14 @@ def test_summary_statistics_and_the_gap_in_standard_errors():
     line = report.render_row(row)
     assert "**2.00** ± 1.00 (n = 3, SE 0.58)" in line and f"{(2 - 1) / (1 / math.sqrt(3)):+.1f} SE" in line
     assert "`demo.jsonl` 1-3" in line
+    # with the paper's test-set size its binomial error joins ours: 1.0% on 10,000 digits is +-0.0995
+    for e in (1.0, 1.1, 1.2):
+        append_record("demo2", {"model": "m", "err": e})
+    near = report.Row("m", "MNIST", "demo2", {"model": "m"}, "err", "cmd", paper=1.0)
+    ours_only = 0.1 / (0.1 / math.sqrt(3))
+    both = 0.1 / math.sqrt(0.01 / 3 + 0.01 * 0.99 / 10_000 * 100 ** 2)
+    assert f"{ours_only:+.1f} SE" in report.render_row(near)
+    assert f"{both:+.1f} SE" in report.render_row(report.replace(near, paper_n=10_000)) and both < ours_only / 1.5
 
 
 def test_a_row_names_only_the_records_that_give_its_figure():
