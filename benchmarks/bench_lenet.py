@@ -208,7 +208,8 @@ def train_per_sample(name: str, seeds: list[int], epochs: int, xtr, ytr, xev, ye
     karpathy/lecun1989-repro trains it). ``shuffle``: a fresh order per pass and seed, else the
     stored order every pass. ``distort``: ``{"fraction": f, **ranges}`` -- each pass, a fraction f
     of each seed's patterns replaced by fresh distortions (:func:`distorted_copy`; the Hessian is
-    estimated on undistorted ones). ``xtr``/``xev``: prepared images. Returns (the trained models, their
+    estimated on undistorted ones). ``xtr``/``xev``: prepared images; ``xtr`` (S, N, C, H, W) and
+    ``ytr`` (S, N) give each seed its own training set (boosting's filtered sets). Returns (the trained models, their
     per-pass curves -- the evaluation error, and the training error if asked --, seconds)."""
     import copy
 
@@ -217,6 +218,9 @@ def train_per_sample(name: str, seeds: list[int], epochs: int, xtr, ytr, xev, ye
     if optimizer == "sgd" and not (lr and lr > 0):
         raise SystemExit("--optimizer sgd needs --lr > 0 (karpathy/lecun1989-repro: 0.03 on the mean over outputs)")
     recipe = RECIPES[name]
+    if xtr.dim() == 4:  # one training set for every seed: a view, no copy
+        xtr, ytr = xtr.expand(len(seeds), *xtr.shape), ytr.expand(len(seeds), *ytr.shape)
+    n = xtr.shape[1]
     kwargs = {**recipe["kwargs"], **(model_kwargs or {})}
     models = []
     for seed in seeds:
@@ -254,38 +258,37 @@ def train_per_sample(name: str, seeds: list[int], epochs: int, xtr, ytr, xev, ye
         if optimizer == "sdlm":
             eta, hs = sched.lr_at(epoch), []
             for i in range(len(seeds)):
-                idx = torch.randperm(len(xtr), generator=gens[i])[:PAPER_HESSIAN_SAMPLES]
-                hs.append(sync(i).second_derivatives(xtr[idx], ytr[idx]))
+                idx = torch.randperm(n, generator=gens[i])[:PAPER_HESSIAN_SAMPLES]
+                hs.append(sync(i).second_derivatives(xtr[i, idx], ytr[i, idx]))
             rate = {k: eta / (PAPER_MU + torch.stack([h[k] for h in hs]).clamp_min(0)) for k in params}
         else:
             rate = {k: torch.full_like(v, lr) for k, v in params.items()}
-        order = torch.stack([torch.randperm(len(xtr), generator=g) if shuffle else torch.arange(len(xtr))
-                             for g in gens])
+        order = torch.stack([torch.randperm(n, generator=g) if shuffle else torch.arange(n) for g in gens])
         xs = None
         if distort:
             ranges = {k: v for k, v in distort.items() if k != "fraction"}
-            xs = torch.stack([distorted_copy(xtr, distort["fraction"], g, ranges) for g in distort_gens])
+            xs = torch.stack([distorted_copy(xtr[i], distort["fraction"], g, ranges) for i, g in enumerate(distort_gens)])
         seat = torch.arange(len(seeds))
         total = torch.zeros(len(seeds))
-        for t in range(len(xtr)):
+        for t in range(n):
             idx = order[:, t]
-            x = xtr[idx] if xs is None else xs[seat, idx]
+            x, y = (xtr if xs is None else xs)[seat, idx], ytr[seat, idx]
             if not checked:  # the compiled step against the plain one, once
-                want, _ = step(params, buffers, x, ytr[idx], rate)
-                got, _ = fast(params, buffers, x, ytr[idx], rate)
+                want, _ = step(params, buffers, x, y, rate)
+                got, _ = fast(params, buffers, x, y, rate)
                 bad = [k for k in want if not torch.allclose(want[k], got[k], rtol=1e-4, atol=1e-6)]
                 if bad:
                     raise RuntimeError(f"the compiled per-sample step differs from the plain one in {bad}")
                 checked = True
-            params, loss = fast(params, buffers, x, ytr[idx], rate)
+            params, loss = fast(params, buffers, x, y, rate)
             total += loss.detach()
         if not torch.isfinite(total).all():
             raise RuntimeError(f"{name} seeds {seeds}: loss diverged at pass {epoch + 1}")
         for i, seed in enumerate(seeds):
-            point = {"pass": epoch + 1, "train_loss": total[i].item() / len(xtr),
+            point = {"pass": epoch + 1, "train_loss": total[i].item() / n,
                      f"{eval_name}_err": error_rate(sync(i), xev, yev)}
             if train_curve:
-                point["train_err"] = error_rate(models[i], xtr, ytr)
+                point["train_err"] = error_rate(models[i], xtr[i], ytr[i])
             curves[i].append(point)
             log(f"{name} seed={seed} pass={epoch + 1}/{epochs} " + " ".join(
                 f"{k}={v:.4f}" if k == "train_loss" else f"{k}={v:.2f}%" for k, v in point.items() if k != "pass")
