@@ -197,14 +197,14 @@ def run(name: str, seed: int, epochs: int, data, log=print, batch_size: int | No
 def train_per_sample(name: str, seeds: list[int], epochs: int, xtr, ytr, xev, yev, log=print,
                      model_kwargs: dict | None = None, eval_name: str = "test", optimizer: str = "sdlm",
                      lr: float | None = None, shuffle: bool = True, train_curve: bool = False, compile: bool = True,
-                     distort: dict | None = None):
+                     distort: dict | None = None, step_scale: float = 1.0):
     """The papers' own updates: one step per training pattern [1998, II.B; 1989], for all ``seeds``
     at once. Their parameters are stacked and the step is vmapped over the seeds
     (``torch.func``), then compiled; the first step is checked against the uncompiled one.
 
     ``optimizer``: ``sdlm`` -- w -= eta / (mu + h) * g, eta by the paper's schedule, h re-estimated
     on 500 training patterns before each pass (``LeNet.second_derivatives``), as ``SDLM`` with
-    batches of one; ``sgd`` -- w -= lr * g with a constant ``lr`` (the 1989 net as
+    batches of one (``step_scale`` multiplies eta: 1 is the paper's); ``sgd`` -- w -= lr * g with a constant ``lr`` (the 1989 net as
     karpathy/lecun1989-repro trains it). ``shuffle``: a fresh order per pass and seed, else the
     stored order every pass. ``distort``: ``{"fraction": f, **ranges}`` -- each pass, a fraction f
     of each seed's patterns replaced by fresh distortions (:func:`distorted_copy`; the Hessian is
@@ -260,7 +260,7 @@ def train_per_sample(name: str, seeds: list[int], epochs: int, xtr, ytr, xev, ye
             for i in range(len(seeds)):
                 idx = torch.randperm(n, generator=gens[i])[:PAPER_HESSIAN_SAMPLES]
                 hs.append(sync(i).second_derivatives(xtr[i, idx], ytr[i, idx]))
-            rate = {k: eta / (PAPER_MU + torch.stack([h[k] for h in hs]).clamp_min(0)) for k in params}
+            rate = {k: step_scale * eta / (PAPER_MU + torch.stack([h[k] for h in hs]).clamp_min(0)) for k in params}
         else:
             rate = {k: torch.full_like(v, lr) for k, v in params.items()}
         order = torch.stack([torch.randperm(n, generator=g) if shuffle else torch.arange(n) for g in gens])
@@ -312,7 +312,8 @@ def run_per_sample(name: str, seeds: list[int], epochs: int, data, log=print, ev
         pred_tr = predict(model, xtr)
         out.append(dict(model=recipe.get("model", name), recipe=name, input=input_of(recipe), seed=seed, epochs=epochs,
                         model_kwargs=options.get("model_kwargs") or {}, batch_size=1, per_sample=True,
-                        optimizer=options.get("optimizer", "sdlm"), step_scale=None, lr=options.get("lr"),
+                        optimizer=options.get("optimizer", "sdlm"), step_scale=options.get("step_scale", 1.0),
+                        lr=options.get("lr"),
                         shuffle=options.get("shuffle", True), distort=options.get("distort"),
                         params=sum(p.numel() for p in model.parameters()),
                         train_err=percent_wrong(pred_tr, ytr), test_err=error_rate(model, xte, yte),
@@ -359,7 +360,7 @@ def main() -> None:
                          "instead of the test split: for choosing a setting (recorded as val_err, split 'val')")
     ap.add_argument("--per-sample", action="store_true",
                     help="the papers' updates: one step per training pattern, all --seeds trained together "
-                         "(run_per_sample); --batch-size and --step-scale do not apply")
+                         "(run_per_sample; --step-scale multiplies the paper's eta); --batch-size does not apply")
     ap.add_argument("--optimizer", choices=["sdlm", "sgd"], default="sdlm", help="with --per-sample")
     ap.add_argument("--lr", type=float, default=None, help="the constant step of --optimizer sgd")
     ap.add_argument("--no-shuffle", action="store_true", help="with --per-sample: the same order every pass")
@@ -419,7 +420,8 @@ def main() -> None:
             yield from run_per_sample(name, args.seeds, args.epochs, data, log=log, model_kwargs=model_kwargs,
                                       eval_name=eval_name, optimizer=args.optimizer, lr=args.lr,
                                       shuffle=not args.no_shuffle, train_curve=args.train_curve,
-                                      compile=not args.no_compile, distort=distort)
+                                      compile=not args.no_compile, distort=distort,
+                                      step_scale=args.step_scale or 1.0)
             return
         for seed in args.seeds:
             yield run(name, seed, args.epochs, data, log=log, batch_size=args.batch_size, step_scale=args.step_scale,
