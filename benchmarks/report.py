@@ -57,9 +57,16 @@ def _get(record: dict, key: str) -> Any:
     return value
 
 
+def traceable(record: dict) -> bool:
+    """Whether a record says what made it: the command, the commit and the date. The first records
+    of ``lenet.jsonl`` (lines 1-14) predate the results store and say none of them: they stay in
+    the store, and no generated table uses them (issue 30 §3)."""
+    return bool(record.get("command") and _get(record, "git.commit") and record.get("date"))
+
+
 def select(row: Row) -> list[dict]:
-    """The records of the row: its keys have the row's values, and the row's figure is there."""
-    return [r for r in read_records(row.store) if all(_get(r, k) == v for k, v in row.where.items())
+    """The records of the row: traceable, its keys have the row's values, and the row's figure is there."""
+    return [r for r in read_records(row.store) if traceable(r) and all(_get(r, k) == v for k, v in row.where.items())
             and (callable(row.metric) or _get(r, row.metric) is not None) and (row.keep is None or row.keep(r))]
 
 

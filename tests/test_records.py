@@ -259,3 +259,15 @@ def test_the_comparison_table_pairs_training_records_with_tolerance_records():
     assert cells[3] == "90.0 ± 0.0" and cells[5] == "80.0 ± 14.1" and cells[-2] == "2 / 2"
     assert cells[-1] == "`tolerance_models.jsonl` 1-2; `tolerance_compare.jsonl` 1"
     assert cells[11:15] == ["60.0 ± 0.0", "30.0 ± 0.0", "", ""]  # noise σ 50, σ 100; no occlusion recorded
+
+
+def test_a_record_that_does_not_say_what_made_it_is_left_out_of_the_tables(tmp_path):
+    """Records without a command, commit or date (the results store's first LeNet lines) cannot
+    be traced to a run: the tables skip them, and say nothing of them."""
+    import training.records as records
+
+    append_record("demo3", {"model": "m", "err": 1.0})
+    with open(records.results_dir() / "demo3.jsonl", "a") as f:
+        f.write(json.dumps({"model": "m", "err": 50.0}) + "\n")  # an old line: no command, commit, date
+    line = report.render_row(report.Row("m", "MNIST", "demo3", {"model": "m"}, "err", "cmd"))
+    assert "1.00 (n = 1)" in line and "`demo3.jsonl` 1 |" in line
