@@ -141,7 +141,7 @@ def never_predicted(pred: torch.Tensor, num_classes: int = 10) -> list[int]:
 
 def run(name: str, seed: int, epochs: int, data, log=print, batch_size: int | None = None,
         step_scale: float | None = None, model_kwargs: dict | None = None, eval_name: str = "test",
-        distort: dict | None = None) -> dict:
+        distort: dict | None = None, train_curve: bool = False) -> dict:
     recipe = RECIPES[name]
     bs = batch_size or recipe["batch_size"]
     step_scale = step_scale or recipe.get("step_scale")
@@ -160,6 +160,7 @@ def run(name: str, seed: int, epochs: int, data, log=print, batch_size: int | No
         sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=epochs)
     g = torch.Generator().manual_seed(seed)
     distort_gen = torch.Generator().manual_seed(10_000 + seed)
+    curve: list[dict] = []  # per pass: the paper's Fig. 5
     t0 = time.perf_counter()
     for epoch in range(epochs):
         if isinstance(opt, SDLM):
@@ -181,8 +182,14 @@ def run(name: str, seed: int, epochs: int, data, log=print, batch_size: int | No
         sched.step()
         if not torch.isfinite(torch.tensor(total)):
             raise RuntimeError(f"{name} seed {seed}: loss diverged at epoch {epoch}")
+        point = {"pass": epoch + 1, "train_loss": total / n, f"{eval_name}_err": error_rate(model, xte, yte)}
+        if train_curve:
+            point["train_err"] = error_rate(model, xtr, ytr)
+        curve.append(point)
         log(f"{name} seed={seed} epoch={epoch + 1}/{epochs} train_loss={total / n:.4f} "
-            f"{eval_name}_err={error_rate(model, xte, yte):.2f}% elapsed={time.perf_counter() - t0:.0f}s")
+            f"{eval_name}_err={point[f'{eval_name}_err']:.2f}%"
+            + (f" train_err={point['train_err']:.2f}%" if train_curve else "")
+            + f" elapsed={time.perf_counter() - t0:.0f}s")
     train_s = time.perf_counter() - t0
     pred_tr = predict(model, xtr)  # once, for the training error and the classes never predicted
     return dict(model=recipe.get("model", name), recipe=name, input=input_of(recipe), seed=seed, epochs=epochs,
@@ -190,7 +197,7 @@ def run(name: str, seed: int, epochs: int, data, log=print, batch_size: int | No
                 optimizer=recipe["optimizer"], step_scale=step_scale,
                 params=sum(p.numel() for p in model.parameters()),
                 train_err=percent_wrong(pred_tr, ytr), test_err=error_rate(model, xte, yte), train_s=train_s,
-                threads=torch.get_num_threads(), never_predicted=never_predicted(pred_tr),
+                threads=torch.get_num_threads(), never_predicted=never_predicted(pred_tr), curve=curve,
                 **({"distort": distort} if distort else {}))
 
 
@@ -364,7 +371,7 @@ def main() -> None:
     ap.add_argument("--optimizer", choices=["sdlm", "sgd"], default="sdlm", help="with --per-sample")
     ap.add_argument("--lr", type=float, default=None, help="the constant step of --optimizer sgd")
     ap.add_argument("--no-shuffle", action="store_true", help="with --per-sample: the same order every pass")
-    ap.add_argument("--train-curve", action="store_true", help="with --per-sample: the training error after each pass")
+    ap.add_argument("--train-curve", action="store_true", help="the training error after each pass too (Fig. 5)")
     ap.add_argument("--no-compile", action="store_true", help="with --per-sample: do not torch.compile the step")
     ap.add_argument("--distort", type=float, nargs="?", const=PAPER_DISTORTED_FRACTION, default=None,
                     metavar="FRACTION", help="train on LeCun's distortions [1998, III.C.7]: that fraction of each "
@@ -425,7 +432,7 @@ def main() -> None:
             return
         for seed in args.seeds:
             yield run(name, seed, args.epochs, data, log=log, batch_size=args.batch_size, step_scale=args.step_scale,
-                      model_kwargs=model_kwargs, eval_name=eval_name, distort=distort)
+                      model_kwargs=model_kwargs, eval_name=eval_name, distort=distort, train_curve=args.train_curve)
 
     for name in args.models:
         for r in runs(name):

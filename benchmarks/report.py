@@ -213,10 +213,13 @@ TABLES["models"] = [
 # Choices made on a validation split (issue 16 §2): the figure is the validation error, never test.
 TABLES["choices"] = [
     Row("LeNet-5 SDLM step scale ×4 (chosen), validation error %", "MNIST, 5,000 held out", "lenet",
-        {"model": "lenet5", "split": "val", "step_scale": 4.0, "batch_size": 16, "epochs": 20}, "val_err",
-        "python benchmarks/bench_lenet.py --models lenet5 --seeds 0 1 --step-scale 4 --val 5000"),
+        {"model": "lenet5", "split": "val", "step_scale": 4.0, "batch_size": 16, "epochs": 20, "model_kwargs": {}},
+        "val_err",
+        "python benchmarks/bench_lenet.py --models lenet5 --seeds 0 1 --step-scale 4 --val 5000",
+        keep=lambda r: "distort" not in r),
     Row("LeNet-5 SDLM step scale ×8, validation error %", "MNIST, 5,000 held out", "lenet",
-        {"model": "lenet5", "split": "val", "step_scale": 8.0, "batch_size": 16, "epochs": 20}, "val_err",
+        {"model": "lenet5", "split": "val", "step_scale": 8.0, "batch_size": 16, "epochs": 20, "model_kwargs": {}},
+        "val_err",
         "python benchmarks/bench_lenet.py --models lenet5 --seeds 0 1 --step-scale 8 --val 5000"),
 ]
 TABLES["choices"] += [  # LeNet-1 and LeNet-4 had taken LeNet-5's step scale; seed 2 lost a class at x4
@@ -231,6 +234,34 @@ TABLES["choices"] += [  # LeNet-1 and LeNet-4 had taken LeNet-5's step scale; se
          "model_kwargs": {"init": "pytorch"}}, "val_err",
         f"python benchmarks/bench_lenet.py --models {m} --seeds 0 1 2 --step-scale {sc} --val 5000 --set init=pytorch")
     for m, sc in (("lenet1", 4), ("lenet4", 2))
+]
+# Issue 26: the papers' per-pattern updates against batches of 16, LeNet-1's input, the step.
+def _scale_is(sc: float) -> Callable[[dict], bool]:
+    return lambda r: (r.get("step_scale") or 1.0) == sc  # the first per-pattern records say None for x1
+
+
+PER_SAMPLE_CMD = "python benchmarks/bench_lenet.py --models {recipe} --seeds {seeds} --per-sample{extra} --val 5000"
+TABLES["choices"] += [
+    Row(f"`{recipe}` per pattern (the paper's updates){label}, validation error %", "MNIST, 5,000 held out", "lenet",
+        {"recipe": recipe, "split": "val", "per_sample": True, "epochs": 20, "model_kwargs": kwargs, **where},
+        "val_err", PER_SAMPLE_CMD.format(recipe=recipe, seeds=seeds, extra=extra + (" --set init=pytorch" if kwargs else "")),
+        keep=_scale_is(sc))
+    for recipe, label, kwargs, where, sc, seeds, extra in (
+        ("lenet1", ", 28×28 input", {"init": "pytorch"}, {}, 1.0, "0 1 2", ""),
+        ("lenet1_16in28", ", 16×16 digit in 28×28 (the paper's input)", {"init": "pytorch"}, {}, 1.0, "0 1 2", ""),
+        ("lenet1_16in28", ", 16×16 in 28×28, eta ×2", {"init": "pytorch"}, {}, 2.0, "0 1 2", " --step-scale 2"),
+        ("lenet4", "", {"init": "pytorch"}, {}, 1.0, "0 1 2", ""),
+        ("lenet5", ", `init=pytorch`", {"init": "pytorch"}, {}, 1.0, "0 1", ""),
+    )
+] + [
+    Row(f"`lenet5` batches of 16, SDLM step scale ×4{label}, validation error %", "MNIST, 5,000 held out", "lenet",
+        {"model": "lenet5", "split": "val", "step_scale": 4.0, "batch_size": 16, "epochs": 20, "model_kwargs": kwargs},
+        "val_err", "python benchmarks/bench_lenet.py --models lenet5 --seeds 0 1 --val 5000" + extra,
+        keep=(lambda r: "distort" in r) if distort else (lambda r: "distort" not in r))
+    for label, kwargs, distort, extra in (
+        (", `init=pytorch`", {"init": "pytorch"}, False, " --set init=pytorch"),
+        (", LeCun's distortions (45% of each pass)", {}, True, " --distort"),
+    )
 ]
 CIFAR_CMD = ("python train.py experiment=cifar10_fast data.val_size=5000 trainer.limit_val_batches=null "
              "trainer.check_val_every_n_epoch=12 test=false model.label_smoothing={ls} model.tta_flip={tta} seed=1 "
