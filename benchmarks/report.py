@@ -45,6 +45,7 @@ class Row:
     stat: str = "mean"  # "median" for times: this machine is shared and noisy (median, min-max, n)
     keep: Callable[[dict], bool] | None = None  # a further test a record must pass (e.g. on its overrides)
     paper_n: int | None = None  # the paper's test-set size: its figure's own binomial error joins the gap's SE
+    key: str = ""  # a name prose can cite the row's figures by: <!-- fig:KEY:mean -->1.09<!-- /fig -->
 
 
 def _get(record: dict, key: str) -> Any:
@@ -513,6 +514,44 @@ def render(table: str) -> str:
     return "\n".join([HEADERS.get(table, HEADER), *(render_row(r) for r in TABLES[table])])
 
 
+# Figures in prose (issue 30 §3): ``<!-- fig:KEY:WHAT -->…<!-- /fig -->`` holds a figure of the row
+# whose ``key`` is KEY, written by report.py like the tables and checked by ``--check``. WHAT: mean,
+# std, n, se, mean_std ("1.09 ± 0.15"), gap ("+1.2"), min, max.
+FIG = re.compile(r"<!-- fig:([A-Za-z0-9_.-]+):([a-z_]+) -->(.*?)<!-- /fig -->", re.DOTALL)
+
+
+def keyed_rows() -> dict[str, Row]:
+    rows: dict[str, Row] = {}
+    for table in TABLES.values():
+        for row in table if isinstance(table, list) else []:
+            if row.key:
+                rows.setdefault(row.key, row)
+    return rows
+
+
+def figure(key: str, what: str) -> str:
+    row = keyed_rows().get(key)
+    if row is None:
+        raise SystemExit(f"error: a prose figure cites row key {key!r}; the keyed rows are {sorted(keyed_rows())}")
+    values = figures(row, select(row))
+    s, d = summary(values), row.digits
+    if not values:
+        return "no record yet"
+    out = {"mean": f"{s['mean']:.{d}f}", "std": f"{s['std']:.{d}f}", "se": f"{s['se']:.{d}f}", "n": f"{s['n']}",
+           "mean_std": f"{s['mean']:.{d}f} ± {s['std']:.{d}f}", "min": f"{min(values):.{d}f}",
+           "max": f"{max(values):.{d}f}",
+           "gap": f"{(s['mean'] - row.paper) / gap_se(row, s['se']):+.1f}" if row.paper is not None and s["n"] > 1 else "—"}
+    if what not in out:
+        raise SystemExit(f"error: a prose figure asks for {what!r} of row {key!r}; use one of {sorted(out)}")
+    return out[what]
+
+
+def update_figures(text: str) -> str:
+    """``text`` with every prose figure rewritten from the records."""
+    return FIG.sub(lambda m: f"<!-- fig:{m.group(1)}:{m.group(2)} -->{figure(m.group(1), m.group(2))}<!-- /fig -->",
+                   text)
+
+
 def update(text: str, names: list[str] | None = None) -> str:
     """``text`` with the marked tables ``names`` (default: all) replaced by what the records give."""
     for name in names if names is not None else TABLES:
@@ -522,7 +561,7 @@ def update(text: str, names: list[str] | None = None) -> str:
         head, rest = text.split(begin, 1)
         _, tail = rest.split(end, 1)
         text = f"{head}{begin}\n{render(name)}\n{end}{tail}"
-    return text
+    return update_figures(text)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -530,7 +569,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--check", action="store_true", help="exit 1 if a file's tables differ from the records")
     parser.add_argument("--readme", default=str(ROOT / "README.md"), help="the file for tables not placed elsewhere")
     args = parser.parse_args(argv)
-    files: dict[Path, list[str]] = {}
+    files: dict[Path, list[str]] = {path: [] for path in sorted((ROOT / "docs").glob("*.md"))}  # prose figures
     for name in TABLES:
         files.setdefault(TABLE_FILES.get(name, Path(args.readme)), []).append(name)
     status = 0
@@ -539,7 +578,8 @@ def main(argv: list[str] | None = None) -> int:
         new = update(old, names)
         if args.check:
             if new != old:
-                print(f"{path}: its results tables differ from benchmarks/results (run python benchmarks/report.py)",
+                print(f"{path}: its results tables or prose figures differ from benchmarks/results "
+                      "(run python benchmarks/report.py)",
                       file=sys.stderr)
                 status = 1
             else:

@@ -271,3 +271,16 @@ def test_a_record_that_does_not_say_what_made_it_is_left_out_of_the_tables(tmp_p
         f.write(json.dumps({"model": "m", "err": 50.0}) + "\n")  # an old line: no command, commit, date
     line = report.render_row(report.Row("m", "MNIST", "demo3", {"model": "m"}, "err", "cmd"))
     assert "1.00 (n = 1)" in line and "`demo3.jsonl` 1 |" in line
+
+
+def test_a_prose_figure_is_written_from_its_row_and_a_stale_one_is_caught(monkeypatch):
+    for e in (1.0, 2.0, 3.0):
+        append_record("demo4", {"model": "m", "err": e})
+    row = report.Row("m", "MNIST", "demo4", {"model": "m"}, "err", "cmd", paper=1.0, key="demo")
+    monkeypatch.setattr(report, "TABLES", {"t": [row]})
+    text = "ours <!-- fig:demo:mean_std -->9.99 ± 9.99<!-- /fig --> (n = <!-- fig:demo:n -->7<!-- /fig -->)"
+    new = report.update_figures(text)
+    assert new == "ours <!-- fig:demo:mean_std -->2.00 ± 1.00<!-- /fig --> (n = <!-- fig:demo:n -->3<!-- /fig -->)"
+    assert report.update_figures(new) == new and new != text  # what --check compares
+    with pytest.raises(SystemExit, match="keyed rows are"):
+        report.update_figures("<!-- fig:nope:mean -->1<!-- /fig -->")
