@@ -143,22 +143,29 @@ TABLES: dict[str, list[Row] | Callable[[], str]] = {
         Row("`lenet5` (SDLM, paper schedule), test error %", "MNIST", "lenet",
             {"model": "lenet5", "batch_size": 16, "step_scale": 4, "epochs": 20, "model_kwargs": {}},
             "test_err", "python benchmarks/bench_lenet.py --models lenet5 --seeds 0 1 2 3 4 5", paper=0.95,
-            paper_n=10_000),
+            paper_n=10_000, key="lenet5_batch16"),
         # LeNet-4's step scale and both networks' init chosen on validation (docs/results.md)
         Row("`lenet4` (`init=pytorch`, SDLM step scale ×2), test error %", "MNIST", "lenet",
             {"model": "lenet4", "batch_size": 16, "step_scale": 2, "model_kwargs": {"init": "pytorch"}},
             "test_err", "python benchmarks/bench_lenet.py --models lenet4 --seeds 0 1 2 --set init=pytorch", paper=1.1,
-            paper_n=10_000),
+            paper_n=10_000, key="lenet4_batch16"),
         Row("`lenet1` (`init=pytorch`), test error %", "MNIST", "lenet",
             {"model": "lenet1", "batch_size": 16, "step_scale": 4, "model_kwargs": {"init": "pytorch"}},
             "test_err", "python benchmarks/bench_lenet.py --models lenet1 --seeds 0 1 2 --set init=pytorch", paper=1.7,
-            paper_n=10_000),
+            paper_n=10_000, key="lenet1_batch16"),
         Row("`lenet1989` on all of MNIST at 16×16 (LeNet-5's recipe), test error %", "MNIST", "lenet",
             {"model": "lenet1989", "batch_size": 16, "step_scale": 4, "model_kwargs": {}}, "test_err",
             "python benchmarks/bench_lenet.py --models lenet1989 --seeds 0 1 2",
-            note="5.0 on its own zip codes: other data, no gap"),
+            note="5.0 on its own zip codes: other data, no gap", key="lenet1989_mnist"),
+        Row("`lenet1989` on the 1989 paper's sizes (7,291 training / 2,007 test digits drawn from MNIST at 16×16), "
+            "per pattern, plain SGD, 23 passes, test error %", "MNIST, 7,291 / 2,007", "lenet",
+            {"model": "lenet1989", "split": "zip1989", "per_sample": True, "optimizer": "sgd", "epochs": 23},
+            "test_err", "python benchmarks/bench_lenet.py --models lenet1989 --split zip1989 --per-sample --optimizer sgd "
+            "--lr 0.003 --no-shuffle --epochs 23 --seeds 0 1 2 3 4",
+            note="5.0 on its zip codes; 4.09 in karpathy/lecun1989-repro (one run, its own draw): no gap, other draws",
+            key="lenet1989_zip"),
         Row("`lenet5_modern` (ReLU, max pool, CE, AdamW), test error %", "MNIST", "lenet",
-            {"model": "lenet5_modern", "model_kwargs": {}}, "test_err", "python benchmarks/bench_lenet.py --models lenet5_modern --seeds 0 1 2"),
+            {"model": "lenet5_modern", "model_kwargs": {}}, "test_err", "python benchmarks/bench_lenet.py --models lenet5_modern --seeds 0 1 2", key="lenet5_modern"),
         Row("`lenet5` through the harness (`experiment=lenet5_paper`: Lightning, the same SDLM and schedule), "
             "test error %", "MNIST", "lenet5_harness", {"source": "train.py", "model": "lenet5", "epochs": 20},
             lambda r: 1 - r["metrics"]["test/acc"], "python train.py experiment=lenet5_paper seed=S record=lenet5_harness",
@@ -217,11 +224,11 @@ TABLES["choices"] = [
         {"model": "lenet5", "split": "val", "step_scale": 4.0, "batch_size": 16, "epochs": 20, "model_kwargs": {}},
         "val_err",
         "python benchmarks/bench_lenet.py --models lenet5 --seeds 0 1 --step-scale 4 --val 5000",
-        keep=lambda r: "distort" not in r),
+        keep=lambda r: "distort" not in r, key="val_lenet5_x4"),
     Row("LeNet-5 SDLM step scale ×8, validation error %", "MNIST, 5,000 held out", "lenet",
         {"model": "lenet5", "split": "val", "step_scale": 8.0, "batch_size": 16, "epochs": 20, "model_kwargs": {}},
         "val_err",
-        "python benchmarks/bench_lenet.py --models lenet5 --seeds 0 1 --step-scale 8 --val 5000"),
+        "python benchmarks/bench_lenet.py --models lenet5 --seeds 0 1 --step-scale 8 --val 5000", key="val_lenet5_x8"),
 ]
 TABLES["choices"] += [  # LeNet-1 and LeNet-4 had taken LeNet-5's step scale; seed 2 lost a class at x4
     Row(f"`{m}` SDLM step scale ×{sc}, validation error %", "MNIST, 5,000 held out", "lenet",
@@ -233,7 +240,8 @@ TABLES["choices"] += [  # LeNet-1 and LeNet-4 had taken LeNet-5's step scale; se
     Row(f"`{m}` SDLM step scale ×{sc}, `init=pytorch`, validation error %", "MNIST, 5,000 held out", "lenet",
         {"model": m, "split": "val", "step_scale": float(sc), "batch_size": 16, "epochs": 20,
          "model_kwargs": {"init": "pytorch"}}, "val_err",
-        f"python benchmarks/bench_lenet.py --models {m} --seeds 0 1 2 --step-scale {sc} --val 5000 --set init=pytorch")
+        f"python benchmarks/bench_lenet.py --models {m} --seeds 0 1 2 --step-scale {sc} --val 5000 --set init=pytorch",
+        key=f"val_{m}_batch16")
     for m, sc in (("lenet1", 4), ("lenet4", 2))
 ]
 # Issue 26: the papers' per-pattern updates against batches of 16, LeNet-1's input, the step.
@@ -246,22 +254,24 @@ TABLES["choices"] += [
     Row(f"`{recipe}` per pattern (the paper's updates){label}, validation error %", "MNIST, 5,000 held out", "lenet",
         {"recipe": recipe, "split": "val", "per_sample": True, "epochs": 20, "model_kwargs": kwargs, **where},
         "val_err", PER_SAMPLE_CMD.format(recipe=recipe, seeds=seeds, extra=extra + (" --set init=pytorch" if kwargs else "")),
-        keep=_scale_is(sc))
-    for recipe, label, kwargs, where, sc, seeds, extra in (
-        ("lenet1", ", 28×28 input", {"init": "pytorch"}, {}, 1.0, "0 1 2", ""),
-        ("lenet1_16in28", ", 16×16 digit in 28×28 (the paper's input)", {"init": "pytorch"}, {}, 1.0, "0 1 2", ""),
-        ("lenet1_16in28", ", 16×16 in 28×28, eta ×2", {"init": "pytorch"}, {}, 2.0, "0 1 2", " --step-scale 2"),
-        ("lenet4", "", {"init": "pytorch"}, {}, 1.0, "0 1 2", ""),
-        ("lenet5", ", `init=pytorch`", {"init": "pytorch"}, {}, 1.0, "0 1", ""),
+        keep=_scale_is(sc), key=key)
+    for key, recipe, label, kwargs, where, sc, seeds, extra in (
+        ("val_lenet1_ps", "lenet1", ", 28×28 input", {"init": "pytorch"}, {}, 1.0, "0 1 2", ""),
+        ("val_lenet1_16in28_ps", "lenet1_16in28", ", 16×16 digit in 28×28 (the paper's input)", {"init": "pytorch"}, {},
+         1.0, "0 1 2", ""),
+        ("val_lenet1_16in28_ps_x2", "lenet1_16in28", ", 16×16 in 28×28, eta ×2", {"init": "pytorch"}, {}, 2.0, "0 1 2",
+         " --step-scale 2"),
+        ("val_lenet4_ps", "lenet4", "", {"init": "pytorch"}, {}, 1.0, "0 1 2", ""),
+        ("val_lenet5_ps_pytorch", "lenet5", ", `init=pytorch`", {"init": "pytorch"}, {}, 1.0, "0 1", ""),
     )
 ] + [
     Row(f"`lenet5` batches of 16, SDLM step scale ×4{label}, validation error %", "MNIST, 5,000 held out", "lenet",
         {"model": "lenet5", "split": "val", "step_scale": 4.0, "batch_size": 16, "epochs": 20, "model_kwargs": kwargs},
         "val_err", "python benchmarks/bench_lenet.py --models lenet5 --seeds 0 1 --val 5000" + extra,
-        keep=(lambda r: "distort" in r) if distort else (lambda r: "distort" not in r))
-    for label, kwargs, distort, extra in (
-        (", `init=pytorch`", {"init": "pytorch"}, False, " --set init=pytorch"),
-        (", LeCun's distortions (45% of each pass)", {}, True, " --distort"),
+        keep=(lambda r: "distort" in r) if distort else (lambda r: "distort" not in r), key=key)
+    for key, label, kwargs, distort, extra in (
+        ("val_lenet5_pytorch", ", `init=pytorch`", {"init": "pytorch"}, False, " --set init=pytorch"),
+        ("val_lenet5_distort", ", LeCun's distortions (45% of each pass)", {}, True, " --distort"),
     )
 ]
 CIFAR_CMD = ("python train.py experiment=cifar10_fast data.val_size=5000 trainer.limit_val_batches=null "

@@ -221,3 +221,21 @@ def test_the_paper_benchmarks_run_end_to_end_on_generated_digits(mnist_root):
     out = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr[-2000:]
     assert "net 2's set:" in out.stdout and "net 3's set:" in out.stdout and "'nets_err'" in out.stdout
+
+
+def test_fig5_is_drawn_from_the_records_that_hold_a_training_curve(tmp_path):
+    import plot_lenet
+
+    from training.records import append_record, read_records
+
+    curve = [{"pass": p, "test_err": 2.0 / p, "train_err": 1.5 / p} for p in range(1, 21)]
+    append_record("lenet", {"model": "lenet5", "recipe": "lenet5", "seed": 0, "test_err": 0.1, "curve": curve})
+    append_record("lenet", {"model": "lenet5", "recipe": "lenet5", "seed": 1, "test_err": 0.1, "curve": curve,
+                            "distort": {"fraction": 0.45}})
+    append_record("lenet", {"model": "lenet5", "seed": 2, "split": "val", "val_err": 0.1, "curve": curve})  # validation
+    append_record("lenet", {"model": "lenet4", "seed": 0, "test_err": 0.1, "curve": curve})  # another net
+    groups = plot_lenet.fig5_groups(read_records("lenet"))
+    assert {k: [r["_line"] for r in v] for k, v in groups.items()} == {"without distortions": [1],
+                                                                      "with distortions": [2]}
+    out = tmp_path / "fig5.png"
+    assert plot_lenet.main(["--out", str(out)]) == 0 and out.read_bytes()[:4] == b"\x89PNG"
