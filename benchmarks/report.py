@@ -599,8 +599,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--check", action="store_true", help="exit 1 if a file's tables differ from the records")
     parser.add_argument("--readme", default=str(ROOT / "README.md"), help="the file for tables not placed elsewhere")
+    parser.add_argument("--docs", default=str(ROOT / "docs"), help="the folder whose *.md files hold prose figures")
     args = parser.parse_args(argv)
-    files: dict[Path, list[str]] = {path: [] for path in sorted((ROOT / "docs").glob("*.md"))}  # prose figures
+    files: dict[Path, list[str]] = {path: [] for path in sorted(Path(args.docs).glob("*.md"))}  # prose figures
     for name in TABLES:
         files.setdefault(TABLE_FILES.get(name, Path(args.readme)), []).append(name)
     status = 0

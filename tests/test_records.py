@@ -201,11 +201,12 @@ def test_report_check_fails_when_a_figure_is_typed_by_hand(tmp_path, monkeypatch
         append_record("demo", {"model": "m", "err": e})
     readme = tmp_path / "README.md"
     readme.write_text("# x\n<!-- report:demo -->\nold\n<!-- /report:demo -->\nend\n")
-    assert report.main(["--readme", str(readme), "--check"]) == 1
-    assert report.main(["--readme", str(readme)]) == 0
-    assert report.main(["--readme", str(readme), "--check"]) == 0
+    docs = ["--docs", str(tmp_path)]  # the project's docs cite rows this table has not
+    assert report.main(["--readme", str(readme), "--check", *docs]) == 1
+    assert report.main(["--readme", str(readme), *docs]) == 0
+    assert report.main(["--readme", str(readme), "--check", *docs]) == 0
     readme.write_text(readme.read_text().replace("**2.00**", "**1.90**"))  # a hand-edited figure
-    assert report.main(["--readme", str(readme), "--check"]) == 1
+    assert report.main(["--readme", str(readme), "--check", *docs]) == 1
 
 
 def test_the_readme_tables_are_those_the_records_give():
