@@ -439,6 +439,17 @@ def comparison_table() -> str:
 TABLES["comparison"] = comparison_table  # a table of its own shape (one row per model and training)
 
 
+def comparison_values(model: str, training: str, perturbation: str, level: str) -> list[float]:
+    """One cell of the comparison table as its values (accuracy %, one per scored seed); the
+    perturbation ``test`` gives the row's test accuracy on the 10,000 digits. Prose cites a cell as
+    ``<!-- fig:cmp.MODEL.TRAINING.PERTURBATION.LEVEL:mean -->`` (e.g. ``cmp.mlp.none.noise.50``)."""
+    if perturbation == "test":
+        return [100 * r["metrics"]["test/acc"] for r in _train_records(model, training)[1]]
+    tol = read_records("tolerance_compare")
+    return [100 * res[perturbation][level] for r in tol for label, res in r["results"].items()
+            if label.startswith(f"{model}/{training}/") and level in res.get(perturbation, {})]
+
+
 # Fukushima's settings against tolerance, on validation (issue 17 §3; issue 16 §2): every record of
 # bench_neocognitron.py --only fukushima --val N --shifts 2 4, its figures read from the table it printed.
 FUKUSHIMA_ROW = re.compile(r"^neocognitron_fukushima \(self-organised\)\s+([\d.]+)%\s+([\d.]+)%\s+([\d.]+)%\s+(\d+)\s",
@@ -561,10 +572,17 @@ def keyed_rows() -> dict[str, Row]:
 
 
 def figure(key: str, what: str) -> str:
-    row = keyed_rows().get(key)
-    if row is None:
-        raise SystemExit(f"error: a prose figure cites row key {key!r}; the keyed rows are {sorted(keyed_rows())}")
-    values = figures(row, select(row))
+    if key.startswith("cmp."):  # a cell of the comparison table
+        parts = key.split(".")
+        if len(parts) != 5:
+            raise SystemExit(f"error: a prose figure cites {key!r}; a comparison cell is cmp.MODEL.TRAINING.PERTURBATION.LEVEL")
+        row = Row(key, "", "tolerance_compare", {}, "", "", digits=2 if parts[3] == "test" else 1)
+        values = comparison_values(*parts[1:])
+    else:
+        row = keyed_rows().get(key)
+        if row is None:
+            raise SystemExit(f"error: a prose figure cites row key {key!r}; the keyed rows are {sorted(keyed_rows())}")
+        values = figures(row, select(row))
     s, d = summary(values), row.digits
     if not values:
         return "no record yet"

@@ -285,3 +285,12 @@ def test_a_prose_figure_is_written_from_its_row_and_a_stale_one_is_caught(monkey
     assert report.update_figures(new) == new and new != text  # what --check compares
     with pytest.raises(SystemExit, match="keyed rows are"):
         report.update_figures("<!-- fig:nope:mean -->1<!-- /fig -->")
+
+
+def test_a_prose_figure_can_cite_a_cell_of_the_comparison_table():
+    append_record("tolerance_compare", {"results": {"mlp/none/s1": {"noise": {"50": 0.9}},
+                                                    "mlp/none/s2": {"noise": {"50": 0.8}}}})
+    assert report.figure("cmp.mlp.none.noise.50", "mean_std") == "85.0 ± 7.1"
+    assert report.figure("cmp.mlp.none.noise.100", "mean") == "no record yet"
+    with pytest.raises(SystemExit, match="cmp.MODEL.TRAINING"):
+        report.figure("cmp.mlp.noise", "mean")
