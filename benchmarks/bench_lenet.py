@@ -117,11 +117,36 @@ def distorted_copy(x: torch.Tensor, fraction: float, generator: torch.Generator,
 
 
 @torch.no_grad()
-def predict(model, x, bs=2000) -> torch.Tensor:
+def scores(model, x: torch.Tensor, bs: int = 2000) -> torch.Tensor:
+    """The network's outputs for ``x``, in eval mode, ``bs`` images at a time."""
     model.eval()
-    pred = torch.cat([model(x[i:i + bs]).argmax(1) for i in range(0, len(x), bs)])
+    out = torch.cat([model(x[i:i + bs]) for i in range(0, len(x), bs)])
     model.train()
-    return pred
+    return out
+
+
+def predict(model, x, bs=2000) -> torch.Tensor:
+    return scores(model, x, bs).argmax(1)
+
+
+def holdout(data, n: int):
+    """Choose on validation: ``n`` training images held out (split seed 0) as the evaluation set,
+    the rest to train on; the test split is not read at all."""
+    xtr, ytr = data[0], data[1]
+    perm = torch.randperm(len(ytr), generator=torch.Generator().manual_seed(0))
+    val, rest = perm[:n], perm[n:]
+    return xtr[rest], ytr[rest], xtr[val], ytr[val]
+
+
+def as_split(r: dict, val: int, split: str) -> dict:
+    """A run's record as the split it was scored on: with ``val`` held out, what the runs call the
+    test split is the validation split (``val_err``, split ``val``)."""
+    if val:
+        r = {**{k: v for k, v in r.items() if k != "test_err"}, "val_err": r["test_err"], "split": "val",
+             "val_size": val}
+    if split != "mnist":  # "zip1989", or "zip1989-val"
+        r["split"] = split + ("-val" if val else "")
+    return r
 
 
 def percent_wrong(pred: torch.Tensor, y: torch.Tensor) -> float:
@@ -314,6 +339,13 @@ def run_per_sample(name: str, seeds: list[int], epochs: int, data, log=print, ev
     xte = prepare(xte_u8, recipe["normalize"], recipe["resize"], recipe.get("center"))
     models, curves, train_s = train_per_sample(name, seeds, epochs, xtr, ytr, xte, yte, log=log,
                                                eval_name=eval_name, **options)
+    return per_sample_records(name, seeds, epochs, models, curves, train_s, xtr, ytr, xte, yte, options)
+
+
+def per_sample_records(name: str, seeds: list[int], epochs: int, models, curves, train_s: float, xtr, ytr, xte, yte,
+                       options: dict) -> list[dict]:
+    """One record per seed of :func:`train_per_sample`'s ``models`` (``options``: its keywords)."""
+    recipe = RECIPES[name]
     out = []
     for seed, model, curve in zip(seeds, models, curves):
         pred_tr = predict(model, xtr)
@@ -381,6 +413,9 @@ def main() -> None:
     ap.add_argument("--split", choices=["mnist", "zip1989"], default="mnist",
                     help="mnist: 60,000 / 10,000; zip1989: 7,291 training / 2,007 test digits drawn from MNIST's "
                          "(the 1989 paper's sizes)")
+    ap.add_argument("--train-size", type=int, default=None, metavar="N",
+                    help="train on N training images drawn at random (split seed 1; after --val's hold-out): "
+                         "the paper's Fig. 6, test error against training-set size (recorded as train_size)")
     ap.add_argument("--no-record", action="store_true",
                     help="do not append the runs to benchmarks/results/lenet.jsonl (the results store)")
     ap.add_argument("--summarize", default=None, help="print the table of a --out file and exit")
@@ -403,10 +438,12 @@ def main() -> None:
     if args.split == "zip1989":  # the 1989 paper's sizes, drawn from MNIST as karpathy/lecun1989-repro does
         data = zip1989_subset(data)
     if args.val:  # choose on validation: the test split is not read at all
-        xtr, ytr = data[0], data[1]
-        perm = torch.randperm(len(ytr), generator=torch.Generator().manual_seed(0))
-        val, rest = perm[: args.val], perm[args.val :]
-        data = (xtr[rest], ytr[rest], xtr[val], ytr[val])
+        data = holdout(data, args.val)
+    if args.train_size:  # [1998] Fig. 6: a smaller training set, the same passes
+        if not 0 < args.train_size <= len(data[1]):
+            ap.error(f"--train-size {args.train_size}: give 1 to {len(data[1])}, the training images there are")
+        pick = torch.randperm(len(data[1]), generator=torch.Generator().manual_seed(1))[: args.train_size]
+        data = (data[0][pick], data[1][pick], *data[2:])
     log = lambda text: print(text, flush=True)  # noqa: E731
     distort = None
     if args.distort is not None:
@@ -437,11 +474,9 @@ def main() -> None:
     for name in args.models:
         for r in runs(name):
             seed = r["seed"]
-            if args.val:  # what run() calls the test split is the validation split here
-                r = {**{k: v for k, v in r.items() if k != "test_err"}, "val_err": r["test_err"], "split": "val",
-                     "val_size": args.val}
-            if args.split != "mnist":  # "zip1989", or "zip1989-val"
-                r["split"] = args.split + ("-val" if args.val else "")
+            r = as_split(r, args.val, args.split)
+            if args.train_size:
+                r["train_size"] = args.train_size
             print(json.dumps(r), flush=True)
             if r["never_predicted"]:
                 print(f"warning: {name} seed {seed} never predicts class(es) {r['never_predicted']} on its training "

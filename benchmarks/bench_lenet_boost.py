@@ -26,17 +26,9 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench_lenet import (RECIPES, distorted_copy, load_mnist, never_predicted, percent_wrong, prepare,  # noqa: E402
-                         train_per_sample)
+from bench_lenet import (RECIPES, as_split, distorted_copy, holdout, load_mnist, never_predicted,  # noqa: E402
+                         per_sample_records, percent_wrong, prepare, scores, train_per_sample)
 from models.sdlm import PAPER_EPOCHS  # noqa: E402
-
-
-@torch.no_grad()
-def scores(model, x: torch.Tensor, bs: int = 2000) -> torch.Tensor:
-    model.eval()
-    out = torch.cat([model(x[i:i + bs]) for i in range(0, len(x), bs)])
-    model.train()
-    return out
 
 
 def gather(x: torch.Tensor, y: torch.Tensor, keep, n: int, max_rounds: int, generator: torch.Generator,
@@ -79,6 +71,9 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--root", default=os.environ.get("DATA_DIR", "/work/shared/data"))
     ap.add_argument("--no-compile", action="store_true", help="do not torch.compile the per-pattern step")
+    ap.add_argument("--state", default=None, metavar="FILE",
+                    help="keep each trained net's weights here and, run again, resume after the last net kept "
+                         "(the filtered sets are drawn again, identically)")
     ap.add_argument("--no-record", action="store_true")
     args = ap.parse_args()
     from training.records import append_record, capture_git_state
@@ -87,20 +82,35 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     kwargs = dict(item.partition("=")[::2] for item in args.set)
     recipe = RECIPES["lenet4"]
-    xtr_u8, ytr, xte_u8, yte = load_mnist(args.root)
+    data = load_mnist(args.root)
     if args.val:  # the split of bench_lenet.py --val
-        perm = torch.randperm(len(ytr), generator=torch.Generator().manual_seed(0))
-        xte_u8, yte, xtr_u8, ytr = xtr_u8[perm[: args.val]], ytr[perm[: args.val]], xtr_u8[perm[args.val:]], ytr[perm[args.val:]]
+        data = holdout(data, args.val)
+    xtr_u8, ytr, xte_u8, yte = data
     xtr, xte = prepare(xtr_u8, recipe["normalize"], None), prepare(xte_u8, recipe["normalize"], None)
     eval_name = "val" if args.val else "test"
     log = lambda text: print(text, flush=True)  # noqa: E731
     ranges = dict(translate=2.0, scale=0.1, squeeze=0.1, shear=0.2)  # random_affine's defaults
-    train = lambda x, y, tag: train_per_sample("lenet4", args.seeds, args.epochs, x, y, xte, yte,  # noqa: E731
-                                               log=lambda s: log(f"[{tag}] {s}"), model_kwargs=kwargs,
-                                               eval_name=eval_name, compile=not args.no_compile)[0]
-    gens = [torch.Generator().manual_seed(20_000 + s) for s in args.seeds]
+    options = dict(model_kwargs=kwargs, compile=not args.no_compile)
+    kept = load_state(args.state, args.seeds, kwargs)
 
-    first = train(xtr, ytr, "net 1")
+    def train(x, y, tag):
+        """The next net of every seed: trained, or as --state kept it."""
+        stage = int(tag[-1]) - 1
+        if stage < len(kept["nets"]):
+            log(f"[{tag}] resumed from {args.state}")
+            return [restore(sd, kwargs) for sd in kept["nets"][stage]], None
+        models, curves, train_s = train_per_sample("lenet4", args.seeds, args.epochs, x, y, xte, yte,
+                                                   log=lambda s: log(f"[{tag}] {s}"), eval_name=eval_name, **options)
+        kept["nets"].append([{k: v.clone() for k, v in m.state_dict().items()} for m in models])
+        if args.state:
+            torch.save(kept, args.state)
+        return models, (curves, train_s)
+
+    gens = [torch.Generator().manual_seed(20_000 + s) for s in args.seeds]
+    first, done = train(xtr, ytr, "net 1")
+    if done and not args.no_record:  # the first net is LeNet-4 as bench_lenet.py --per-sample trains it
+        for r in per_sample_records("lenet4", args.seeds, args.epochs, first, *done, xtr, ytr, xte, yte, options):
+            append_record("lenet", as_split(r, args.val, "mnist"))
     half = args.patterns // 2
     sets2 = []
     for net1, g in zip(first, gens):
@@ -111,7 +121,7 @@ def main() -> None:
                                                                  "candidates": seen_w}))
         log(f"net 2's set: {len(yw)} the first net gets wrong (of {seen_w:,} candidates), {len(yr)} it gets right")
     m = min(len(s[1]) for s in sets2)  # the seeds train together: equal sets
-    second = train(torch.stack([s[0][:m] for s in sets2]), torch.stack([s[1][:m] for s in sets2]), "net 2")
+    second, _ = train(torch.stack([s[0][:m] for s in sets2]), torch.stack([s[1][:m] for s in sets2]), "net 2")
     sets3 = []
     for net1, net2, g in zip(first, second, gens):
         keep = lambda xc, yc: disagree(scores(net1, xc).argmax(1), scores(net2, xc).argmax(1))  # noqa: E731
@@ -119,7 +129,7 @@ def main() -> None:
         sets3.append((x3, y3, {"patterns": len(y3), "candidates": seen3}))
         log(f"net 3's set: {len(y3)} patterns the first two disagree on (of {seen3:,} candidates)")
     m3 = min(len(s[1]) for s in sets3)
-    third = train(torch.stack([s[0][:m3] for s in sets3]), torch.stack([s[1][:m3] for s in sets3]), "net 3")
+    third, _ = train(torch.stack([s[0][:m3] for s in sets3]), torch.stack([s[1][:m3] for s in sets3]), "net 3")
 
     for i, seed in enumerate(args.seeds):
         nets = (first[i], second[i], third[i])
@@ -136,6 +146,26 @@ def main() -> None:
         if not args.no_record:
             append_record("lenet", r)
 
+
+def load_state(path: str | None, seeds: list[int], kwargs: dict) -> dict:
+    """What ``--state`` kept of an earlier run with the same seeds and arguments (weights only: loaded
+    with ``weights_only=True``), else a fresh state."""
+    fresh = {"seeds": list(seeds), "model_kwargs": dict(kwargs), "nets": []}
+    if not path or not Path(path).exists():
+        return fresh
+    kept = torch.load(path, map_location="cpu", weights_only=True)
+    if kept.get("seeds") != fresh["seeds"] or kept.get("model_kwargs") != fresh["model_kwargs"]:
+        raise SystemExit(f"--state {path} was kept for seeds {kept.get('seeds')} and {kept.get('model_kwargs')}, "
+                         f"not {seeds} and {kwargs}: give another file, or delete that one")
+    return kept
+
+
+def restore(state_dict: dict, kwargs: dict):
+    from models import get_model
+
+    model = get_model("lenet4", **{**RECIPES["lenet4"]["kwargs"], **kwargs})
+    model.load_state_dict(state_dict)
+    return model
 
 if __name__ == "__main__":
     main()

@@ -66,8 +66,10 @@ def traceable(record: dict) -> bool:
 
 
 def select(row: Row) -> list[dict]:
-    """The records of the row: traceable, its keys have the row's values, and the row's figure is there."""
+    """The records of the row: traceable, its keys have the row's values, and the row's figure is there.
+    A run on part of the training set (``train_size``, Fig. 6) counts only in a row that asks for it."""
     return [r for r in read_records(row.store) if traceable(r) and all(_get(r, k) == v for k, v in row.where.items())
+            and ("train_size" in r) <= ("train_size" in row.where)
             and (callable(row.metric) or _get(r, row.metric) is not None) and (row.keep is None or row.keep(r))]
 
 

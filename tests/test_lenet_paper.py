@@ -203,9 +203,10 @@ def test_gather_takes_the_first_kept_candidates_then_distorted_rounds():
     assert len(ys) == 0 and seen == 18  # nothing kept: gives up after max_rounds
 
 
-def test_the_paper_benchmarks_run_end_to_end_on_generated_digits(mnist_root):
+def test_the_paper_benchmarks_run_end_to_end_on_generated_digits(mnist_root, tmp_path):
     """One pass of the per-pattern recipe with distortions, and a whole boosted LeNet-4, on the
-    generated digits: the records carry what they claim."""
+    generated digits: the records carry what they claim, and a boosting run stopped after its
+    nets were kept resumes to the same result without training again."""
     import json
     import subprocess
 
@@ -217,10 +218,17 @@ def test_the_paper_benchmarks_run_end_to_end_on_generated_digits(mnist_root):
     assert [r["seed"] for r in recs] == [0, 1] and all(r["per_sample"] and r["batch_size"] == 1 for r in recs)
     assert recs[0]["distort"]["fraction"] == pytest.approx(0.45) and len(recs[0]["curve"]) == 1
     cmd = [sys.executable, str(ROOT / "benchmarks" / "bench_lenet_boost.py"), "--epochs", "1", "--val", "300",
-           "--patterns", "60", "--max-rounds", "2", "--no-compile", "--root", str(mnist_root), "--no-record"]
+           "--patterns", "60", "--max-rounds", "2", "--no-compile", "--root", str(mnist_root), "--no-record",
+           "--state", str(tmp_path / "boost.pt")]
     out = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr[-2000:]
     assert "net 2's set:" in out.stdout and "net 3's set:" in out.stdout and "'nets_err'" in out.stdout
+    again = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    assert again.returncode == 0, again.stderr[-2000:]
+    assert all(f"[net {k}] resumed" in again.stdout for k in (1, 2, 3)) and "pass=" not in again.stdout
+    assert again.stdout.splitlines()[-1] == out.stdout.splitlines()[-1]  # the same nets, sets and sum
+    other = subprocess.run(cmd + ["--seeds", "1"], capture_output=True, text=True, timeout=300)
+    assert other.returncode != 0 and "was kept for seeds [0]" in other.stderr
 
 
 def test_fig5_is_drawn_from_the_records_that_hold_a_training_curve(tmp_path):
@@ -239,3 +247,36 @@ def test_fig5_is_drawn_from_the_records_that_hold_a_training_curve(tmp_path):
                                                                       "with distortions": [2]}
     out = tmp_path / "fig5.png"
     assert plot_lenet.main(["--out", str(out)]) == 0 and out.read_bytes()[:4] == b"\x89PNG"
+
+
+# --- [1998] Fig. 6: runs on part of the training set -----------------------------------------
+def test_a_run_on_part_of_the_training_set_counts_only_where_a_row_asks_for_it():
+    """A LeNet-5 run on 15,000 digits (Fig. 6) must not join the row of LeNet-5 on all 60,000."""
+    import report
+
+    from training.records import append_record
+
+    base = {"model": "lenet5", "recipe": "lenet5", "batch_size": 16, "step_scale": 4, "epochs": 20,
+            "model_kwargs": {}}
+    append_record("lenet", {**base, "seed": 0, "test_err": 1.0})
+    append_record("lenet", {**base, "seed": 0, "test_err": 2.0, "train_size": 15_000})
+    whole = next(r for r in report.TABLES["lenet"] if r.key == "lenet5_batch16")
+    assert [r["test_err"] for r in report.select(whole)] == [1.0]
+    part = report.Row("part", "MNIST", "lenet", {**base, "train_size": 15_000}, "test_err", "cmd")
+    assert [r["test_err"] for r in report.select(part)] == [2.0]
+
+
+def test_train_size_draws_that_many_training_digits(mnist_root):
+    import json
+    import subprocess
+
+    cmd = [sys.executable, str(ROOT / "benchmarks" / "bench_lenet.py"), "--models", "lenet1", "--epochs", "1",
+           "--train-size", "50", "--root", str(mnist_root), "--no-record"]
+    out = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    (r,) = [json.loads(ln) for ln in out.stdout.splitlines() if ln.startswith("{")]
+    wrong = r["train_err"] * 50 / 100  # the training error counts the 50 digits it trained on
+    assert r["train_size"] == 50 and abs(wrong - round(wrong)) < 1e-9
+    bad = subprocess.run(cmd[:-3] + ["--train-size", "999999", "--root", str(mnist_root)], capture_output=True,
+                         text=True, timeout=300)
+    assert bad.returncode == 2 and "--train-size 999999: give 1 to" in bad.stderr
