@@ -3,10 +3,12 @@
     python eval.py ckpt_path=logs/train/runs/<run>/checkpoints/last.ckpt
     python eval.py ckpt_path=<file>.ckpt data=fashion_mnist      # another data set
     python eval.py ckpt_path=<file>.ckpt data_root=/data         # the same data elsewhere
+    python eval.py weights=lenet5:mnist                          # shipped weights (python -m models.weights)
 """
 
 from __future__ import annotations
 
+import os
 from typing import TYPE_CHECKING
 
 import hydra
@@ -35,8 +37,9 @@ def build_datamodule(cfg: DictConfig, model: Classifier, ckpt: dict):
         if state is None:
             raise CheckpointError(f"{cfg.ckpt_path} does not record its data set; name one, e.g. data=mnist")
         data_cfg = {"_target_": state["target"], **state["hparams"]}
-        if cfg.get("data_root"):
-            data_cfg["root"] = cfg.data_root
+        root = cfg.get("data_root") or (os.environ.get("DATA_DIR") if "weights_name" in ckpt else None)
+        if root:  # shipped weights read their data where this machine keeps it
+            data_cfg["root"] = root
         return instantiate(data_cfg)
     for key, want in (("in_channels", hp.in_channels), ("num_classes", hp.num_classes), ("image_size", hp.input_size)):
         have = cfg.data.get(key)
@@ -55,8 +58,15 @@ def check_eval_config(cfg: DictConfig) -> None:
     ``data_root=...``)."""
     from omegaconf import OmegaConf
 
-    if OmegaConf.is_missing(cfg, "ckpt_path") or not cfg.get("ckpt_path"):
-        raise ConfigError("ckpt_path must be given: python eval.py ckpt_path=<run>/checkpoints/last.ckpt")
+    no_path = OmegaConf.is_missing(cfg, "ckpt_path") or not cfg.get("ckpt_path")
+    if cfg.get("weights"):  # shipped weights by name: read like a checkpoint (training.checkpoint.read_checkpoint)
+        if not no_path:
+            raise ConfigError(f"give ckpt_path or weights, not both (got ckpt_path={cfg.ckpt_path}, "
+                              f"weights={cfg.weights})")
+        cfg.ckpt_path = str(cfg.weights)
+    elif no_path:
+        raise ConfigError("ckpt_path must be given: python eval.py ckpt_path=<run>/checkpoints/last.ckpt "
+                          "(or shipped weights: python eval.py weights=lenet5:mnist)")
     if not isinstance(cfg.get("ckpt_path"), str):
         raise ConfigError(f"ckpt_path must be one file, ckpt_path=<run>/checkpoints/last.ckpt, got {cfg.get('ckpt_path')!r}")
     if "model" in cfg:

@@ -1,6 +1,7 @@
 """Classify image files with a trained checkpoint and print the top classes.
 
     python predict.py <checkpoint>.ckpt digit.png photo.jpg [--topk 3] [--invert | --no-auto-invert] [--no-crop]
+    python predict.py lenet5:mnist digit.png      # shipped weights by name (python -m models.weights lists them)
 
 For a grey model of digits (a clear background, as MNIST's), each image's ink is framed as MNIST's
 digits were (LeCun et al. 1998, section III.A): the paper's level is removed (uneven light, noise),
@@ -32,7 +33,7 @@ def load_network(ckpt_path):
     """``(net, ckpt)``: the checkpoint's network (CPU, eval mode) with its weights, and the checkpoint.
     Built from the checkpoint's hyperparameters by :func:`training.checkpoint.build_network`, as the
     Classifier builds it; a :class:`CheckpointError` naming the file when they do not fit."""
-    from training.checkpoint import build_network, read_checkpoint
+    from training.checkpoint import build_network, network_weights, read_checkpoint
     from models.errors import CheckpointError, UserError
 
     ckpt = read_checkpoint(ckpt_path)
@@ -41,7 +42,7 @@ def load_network(ckpt_path):
         net = build_network(**hp)
     except (UserError, TypeError, ValueError) as e:
         raise CheckpointError(f"{ckpt_path}: cannot build the model it names ({hp.get('model')!r}): {e}") from None
-    weights = {k[len("net."):]: v for k, v in ckpt["state_dict"].items() if k.startswith("net.")}
+    weights = network_weights(ckpt["state_dict"])
     try:
         if not weights:
             raise RuntimeError("it holds no network weights (no 'net.' keys in its state_dict)")
@@ -111,7 +112,8 @@ def main(argv: list[str] | None = None) -> None:
     from training.cli import argument_parser  # argparse's mistakes as one line, exit 2 (no torch imported)
 
     parser = argument_parser(prog="predict.py", description=__doc__.split("\n\n")[0])
-    parser.add_argument("checkpoint", help="a .ckpt file written by train.py")
+    parser.add_argument("checkpoint", help="a .ckpt file written by train.py, or the name of shipped weights, "
+                        "e.g. lenet5:mnist (python -m models.weights lists them)")
     parser.add_argument("images", nargs="+", help="image files (PNG, JPEG, GIF, WebP, BMP, TIFF)")
     parser.add_argument("--topk", type=int, default=3, help="how many classes to print per image (default 3)")
     parser.add_argument("--invert", action="store_true", help="always invert grey levels")

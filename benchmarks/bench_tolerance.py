@@ -214,7 +214,8 @@ def main(argv: list[str] | None = None) -> None:
     from training.cli import argument_parser  # argparse's mistakes as one line (no torch imported)
 
     p = argument_parser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--ckpt", nargs="+", required=True, help="checkpoints written by train.py")
+    p.add_argument("--ckpt", nargs="+", required=True,
+                   help="checkpoints written by train.py, or names of shipped weights (neocognitron:mnist)")
     p.add_argument("--labels", nargs="+", help="a name per checkpoint (default: the model's name)")
     p.add_argument("--limit", type=int, help="use the first N test images")
     p.add_argument("--json", help="write the figures to this file")

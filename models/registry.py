@@ -34,8 +34,13 @@ def list_models() -> list[str]:
     return sorted(_MODELS)
 
 
-def get_model(name: str, **kwargs) -> nn.Module:
-    """Build the registered model ``name`` with ``kwargs``."""
+def get_model(name: str, weights: str | None = None, **kwargs) -> nn.Module:
+    """Build the registered model ``name`` with ``kwargs``; with ``weights`` (``"mnist"``), the
+    trained network of that shipped set, in eval mode (:mod:`models.weights`)."""
+    if weights is not None and name in _MODELS:
+        from .weights import pretrained
+
+        return pretrained(name, weights, **kwargs)
     if name not in _MODELS:
         raise ConfigError(
             f"unknown model {name!r}; registered models are: {', '.join(list_models())}"

@@ -23,6 +23,7 @@ from typing import Any
 import torch
 
 from models.errors import CheckpointError
+from models.weights import build_network, is_weights_name, load_weights, network_weights  # noqa: F401 (re-exported)
 
 
 class UnsafeCheckpointError(CheckpointError):
@@ -54,25 +55,15 @@ def safe_load(path, map_location: Any = "cpu") -> Any:
 
 def read_checkpoint(path) -> dict:
     """Load a checkpoint file safely (on the CPU), checking that it is one of this project's:
-    a dict with ``hyper_parameters`` (naming a ``model``) and a ``state_dict``."""
+    a dict with ``hyper_parameters`` (naming a ``model``) and a ``state_dict``. A name of shipped
+    weights (``lenet5:mnist``, :mod:`models.weights`) where no such file exists reads that set."""
+    if is_weights_name(path) and not Path(path).exists():  # a shipped set by name (models.weights)
+        return load_weights(str(path))
     ckpt = safe_load(path)
     hp = ckpt.get("hyper_parameters") if isinstance(ckpt, dict) else None
     if not isinstance(hp, dict) or "model" not in hp or "state_dict" not in ckpt:
         raise CheckpointError(f"{path} is not a checkpoint of this project's Classifier (it names no model)")
     return ckpt
-
-
-def build_network(model: str, model_kwargs: dict | None = None, in_channels: int = 1, num_classes: int = 10,
-                  input_size: int = 28, channels_last: bool = False, **other_hparams: Any) -> torch.nn.Module:
-    """The registered network ``model`` (:func:`models.get_model`), built from a Classifier's
-    hyperparameters (``build_network(**ckpt["hyper_parameters"])``; the optimizer and the other
-    training settings are ignored), in the channels-last memory format when it was trained so.
-    Its weights are the caller's to load."""
-    from models import get_model
-
-    net = get_model(model, in_channels=in_channels, num_classes=num_classes, input_size=input_size,
-                    **dict(model_kwargs or {}))
-    return net.to(memory_format=torch.channels_last) if channels_last else net
 
 
 def mirror_averaged(forward, x: torch.Tensor) -> torch.Tensor:
