@@ -521,6 +521,37 @@ def fukushima_top_table() -> str:
 TABLES["fukushima_top"] = fukushima_top_table
 
 
+def weights_table() -> str:
+    """docs/weights.md: every set weights/registry.json names. The figures are read from the record
+    each set names (its test and validation accuracy, the seeds' mean ± std), not from the registry;
+    a registry whose meta disagrees with its record stops the report."""
+    from models.weights import list_weights
+
+    lines = ["| name | data | input | test accuracy % (this seed) | validation % | all seeds: test % | MB | sha256 | "
+             "made by | record |", "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
+    for w in list_weights():
+        if not w.file:
+            lines.append(f"| `{w.name}` | {w.data} | | not shipped: {w.not_shipped} | | | | | | |")
+            continue
+        store, line = w.meta["record"].removeprefix("benchmarks/results/").split(".jsonl:")
+        (rec,) = [r for r in read_records(store) if r["_line"] == int(line)]
+        seeds = [r for r in read_records(store) if r.get("source") == "train.py" and r.get("model") == w.model]
+        if (rec["metrics"]["test/acc"], rec["metrics"]["val/acc"], rec["command"]) != \
+                (w.meta["test_acc"], w.meta["val_acc"], w.meta["command"]):
+            raise SystemExit(f"error: weights {w.name}: weights/registry.json disagrees with its record {w.meta['record']}")
+        s = summary([100 * r["metrics"]["test/acc"] for r in seeds])
+        i = w.meta["input"]
+        lines.append(f"| `{w.name}` | {w.data} | {i['channels']}×{i['size']}×{i['size']}, {i['normalize']} | "
+                     f"**{100 * rec['metrics']['test/acc']:.2f}** (seed {rec.get('seed')}) | "
+                     f"{100 * rec['metrics']['val/acc']:.2f} (the median) | {s['mean']:.2f} ± {s['std']:.2f} "
+                     f"(n = {s['n']}) | {w.bytes / 2**20:.2f} | `{w.sha256[:12]}` | `python {rec['command']}` | "
+                     f"`{store}.jsonl` {_lines(seeds)} |")
+    return "\n".join(lines)
+
+
+TABLES["weights"] = weights_table
+
+
 
 def _pick(table: str, label: str, new_label: str) -> Row:
     """The one row of ``TABLES[table]`` whose label starts with ``label``, under ``new_label``: the
@@ -549,7 +580,7 @@ TABLES["headline"] = [
 RESULTS_MD, SPEED_MD = ROOT / "docs" / "results.md", ROOT / "docs" / "speed.md"
 TABLE_FILES = {"lenet": RESULTS_MD, "models": RESULTS_MD, "comparison": RESULTS_MD, "choices": RESULTS_MD,
                "tolerance": RESULTS_MD, "fukushima_tolerance": RESULTS_MD, "speed": SPEED_MD,
-               "fukushima_top": ROOT / "docs" / "neocognitron_fukushima.md"}  # its curve (bench_fukushima_top.py)
+               "fukushima_top": ROOT / "docs" / "neocognitron_fukushima.md", "weights": ROOT / "docs" / "weights.md"}  # its curve (bench_fukushima_top.py)
 
 
 def render(table: str) -> str:

@@ -246,7 +246,29 @@ def test_fig5_is_drawn_from_the_records_that_hold_a_training_curve(tmp_path):
     assert {k: [r["_line"] for r in v] for k, v in groups.items()} == {"without distortions": [1],
                                                                       "with distortions": [2]}
     out = tmp_path / "fig5.png"
-    assert plot_lenet.main(["--out", str(out)]) == 0 and out.read_bytes()[:4] == b"\x89PNG"
+    assert plot_lenet.main(["--out", str(out), "--out6", str(tmp_path / "fig6.png")]) == 0
+    assert out.read_bytes()[:4] == b"\x89PNG"
+
+
+def test_fig6_is_drawn_from_lenet5_as_published_by_training_set_size(tmp_path):
+    import plot_lenet
+
+    from training.records import append_record, read_records
+
+    base = {"model": "lenet5", "recipe": "lenet5", "batch_size": 16, "step_scale": 4, "epochs": 20, "model_kwargs": {},
+            "test_err": 1.0, "train_err": 0.5}
+    append_record("lenet", {**base, "seed": 0})                                  # 1: all 60,000
+    append_record("lenet", {**base, "seed": 0, "train_size": 15_000})            # 2
+    append_record("lenet", {**base, "seed": 1, "train_size": 15_000, "distort": {"fraction": 0.45}})  # 3
+    append_record("lenet", {**base, "seed": 0, "train_size": 15_000, "split": "val"})  # 4: validation
+    append_record("lenet", {**base, "seed": 0, "step_scale": 1})                 # 5: another recipe
+    append_record("lenet", {**base, "seed": 0, "per_sample": True, "batch_size": 1})  # 6: per pattern
+    groups = plot_lenet.fig6_groups(read_records("lenet"))
+    assert {label: {n: [r["_line"] for r in rs] for n, rs in g.items()} for label, g in groups.items()} == {
+        "without distortions": {60_000: [1], 15_000: [2]}, "with distortions": {15_000: [3]}}
+    out = tmp_path / "fig6.png"
+    plot_lenet.plot_fig6(groups, out)
+    assert out.read_bytes()[:4] == b"\x89PNG"
 
 
 # --- [1998] Fig. 6: runs on part of the training set -----------------------------------------

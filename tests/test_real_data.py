@@ -111,3 +111,25 @@ def test_the_compact_top_stays_small_on_mnist(tmp_path):
     acc = (pred == te.targets).float().mean().item()
     assert net.refs.shape[0] <= 3000 and (tmp_path / "net.pt").stat().st_size <= 30 * 2**20, net.refs.shape
     assert acc >= 0.985, acc
+
+
+_SHIPPED = [w.name for w in __import__("models.weights", fromlist=["list_weights"]).list_weights(shipped=True)]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", _SHIPPED)
+def test_each_shipped_set_reproduces_its_recorded_test_figure(name, monkeypatch):
+    """eval.py weights=NAME on the real test split gives the test accuracy its run recorded."""
+    import subprocess
+    import sys
+
+    from models.weights import find
+
+    root = _mnist_root()
+    if root is None:
+        pytest.skip("no MNIST copy (DATA_DIR)")
+    out = subprocess.run([sys.executable, "eval.py", f"weights={name}", "trainer.enable_progress_bar=false"], cwd=ROOT,
+                         capture_output=True, text=True, timeout=1800, env={**os.environ, "DATA_DIR": str(root)})
+    assert out.returncode == 0, out.stderr[-1500:]
+    acc = float(out.stdout.split("test/acc: ")[1].split()[0])
+    assert acc == pytest.approx(find(name).meta["test_acc"], abs=1e-4)  # eval prints 4 decimals
