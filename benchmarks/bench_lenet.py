@@ -229,7 +229,7 @@ def run(name: str, seed: int, epochs: int, data, log=print, batch_size: int | No
 def train_per_sample(name: str, seeds: list[int], epochs: int, xtr, ytr, xev, yev, log=print,
                      model_kwargs: dict | None = None, eval_name: str = "test", optimizer: str = "sdlm",
                      lr: float | None = None, shuffle: bool = True, train_curve: bool = False, compile: bool = True,
-                     distort: dict | None = None, step_scale: float = 1.0):
+                     distort: dict | None = None, step_scale: float = 1.0, state_file: str | Path | None = None):
     """The papers' own updates: one step per training pattern [1998, II.B; 1989], for all ``seeds``
     at once. Their parameters are stacked and the step is vmapped over the seeds
     (``torch.func``), then compiled; the first step is checked against the uncompiled one.
@@ -241,8 +241,11 @@ def train_per_sample(name: str, seeds: list[int], epochs: int, xtr, ytr, xev, ye
     stored order every pass. ``distort``: ``{"fraction": f, **ranges}`` -- each pass, a fraction f
     of each seed's patterns replaced by fresh distortions (:func:`distorted_copy`; the Hessian is
     estimated on undistorted ones). ``xtr``/``xev``: prepared images; ``xtr`` (S, N, C, H, W) and
-    ``ytr`` (S, N) give each seed its own training set (boosting's filtered sets). Returns (the trained models, their
-    per-pass curves -- the evaluation error, and the training error if asked --, seconds)."""
+    ``ytr`` (S, N) give each seed its own training set (boosting's filtered sets). ``state_file``: after
+    every pass, the parameters, the random generators' states and the curves are kept there, and a
+    run given the same file resumes after the last pass kept, continuing exactly as if never stopped
+    (a job killed by its scheduler, or a session's end, loses at most one pass). Returns (the trained
+    models, their per-pass curves -- the evaluation error, and the training error if asked --, seconds)."""
     import copy
 
     from torch.func import functional_call, grad_and_value, stack_module_state, vmap
@@ -286,7 +289,18 @@ def train_per_sample(name: str, seeds: list[int], epochs: int, xtr, ytr, xev, ye
     curves: list[list[dict]] = [[] for _ in seeds]
     t0 = time.perf_counter()
     checked = not compile
-    for epoch in range(epochs):
+    start = 0
+    if state_file and Path(state_file).exists():  # resume after the last pass kept
+        kept = torch.load(state_file, map_location="cpu", weights_only=True)
+        if kept["seeds"] != list(seeds) or kept["n"] != n or kept["name"] != name:
+            raise SystemExit(f"{state_file} holds a run of {kept['name']} seeds {kept['seeds']} on {kept['n']} "
+                             f"patterns, not {name} seeds {list(seeds)} on {n}: give another file, or delete it")
+        start, params, curves = kept["epoch"], kept["params"], kept["curves"]
+        for g, st in zip(gens + distort_gens, kept["gens"] + kept["distort_gens"]):
+            g.set_state(st)
+        t0 -= kept["elapsed"]
+        log(f"{name} seeds {list(seeds)}: resumed after pass {start}/{epochs} from {state_file}")
+    for epoch in range(start, epochs):
         if optimizer == "sdlm":
             eta, hs = sched.lr_at(epoch), []
             for i in range(len(seeds)):
@@ -325,6 +339,13 @@ def train_per_sample(name: str, seeds: list[int], epochs: int, xtr, ytr, xev, ye
             log(f"{name} seed={seed} pass={epoch + 1}/{epochs} " + " ".join(
                 f"{k}={v:.4f}" if k == "train_loss" else f"{k}={v:.2f}%" for k, v in point.items() if k != "pass")
                 + f" elapsed={time.perf_counter() - t0:.0f}s")
+        if state_file:  # written whole, then moved into place: a kill mid-write leaves the last one
+            tmp = Path(f"{state_file}.tmp")
+            torch.save({"name": name, "seeds": list(seeds), "n": n, "epoch": epoch + 1, "params": params,
+                        "curves": curves, "gens": [g.get_state() for g in gens],
+                        "distort_gens": [g.get_state() for g in distort_gens],
+                        "elapsed": time.perf_counter() - t0}, tmp)
+            os.replace(tmp, state_file)
     for i in range(len(seeds)):
         sync(i)
     return models, curves, time.perf_counter() - t0
@@ -405,6 +426,8 @@ def main() -> None:
     ap.add_argument("--no-shuffle", action="store_true", help="with --per-sample: the same order every pass")
     ap.add_argument("--train-curve", action="store_true", help="the training error after each pass too (Fig. 5)")
     ap.add_argument("--no-compile", action="store_true", help="with --per-sample: do not torch.compile the step")
+    ap.add_argument("--state", default=None, metavar="FILE", help="with --per-sample: keep the passes so far in FILE "
+                    "and, run again with it, resume after the last pass kept (train_per_sample)")
     ap.add_argument("--distort", type=float, nargs="?", const=PAPER_DISTORTED_FRACTION, default=None,
                     metavar="FRACTION", help="train on LeCun's distortions [1998, III.C.7]: that fraction of each "
                     f"pass's patterns distorted afresh (alone: {PAPER_DISTORTED_FRACTION:g}, 540,000 over 20 passes)")
@@ -465,7 +488,7 @@ def main() -> None:
                                       eval_name=eval_name, optimizer=args.optimizer, lr=args.lr,
                                       shuffle=not args.no_shuffle, train_curve=args.train_curve,
                                       compile=not args.no_compile, distort=distort,
-                                      step_scale=args.step_scale or 1.0)
+                                      step_scale=args.step_scale or 1.0, state_file=args.state)
             return
         for seed in args.seeds:
             yield run(name, seed, args.epochs, data, log=log, batch_size=args.batch_size, step_scale=args.step_scale,

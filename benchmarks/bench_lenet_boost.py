@@ -72,8 +72,9 @@ def main() -> None:
     ap.add_argument("--root", default=os.environ.get("DATA_DIR", "/work/shared/data"))
     ap.add_argument("--no-compile", action="store_true", help="do not torch.compile the per-pattern step")
     ap.add_argument("--state", default=None, metavar="FILE",
-                    help="keep each trained net's weights here and, run again, resume after the last net kept "
-                         "(the filtered sets are drawn again, identically)")
+                    help="keep each trained net's weights here (and the net in training's passes in FILE.netK) "
+                         "and, run again, resume after the last pass kept (the filtered sets are drawn again, "
+                         "identically)")
     ap.add_argument("--no-record", action="store_true")
     args = ap.parse_args()
     from training.records import append_record, capture_git_state
@@ -99,11 +100,14 @@ def main() -> None:
         if stage < len(kept["nets"]):
             log(f"[{tag}] resumed from {args.state}")
             return [restore(sd, kwargs) for sd in kept["nets"][stage]], None
+        passes = f"{args.state}.net{stage + 1}" if args.state else None  # this net's passes so far
         models, curves, train_s = train_per_sample("lenet4", args.seeds, args.epochs, x, y, xte, yte,
-                                                   log=lambda s: log(f"[{tag}] {s}"), eval_name=eval_name, **options)
+                                                   log=lambda s: log(f"[{tag}] {s}"), eval_name=eval_name,
+                                                   state_file=passes, **options)
         kept["nets"].append([{k: v.clone() for k, v in m.state_dict().items()} for m in models])
         if args.state:
             torch.save(kept, args.state)
+            Path(passes).unlink()
         return models, (curves, train_s)
 
     gens = [torch.Generator().manual_seed(20_000 + s) for s in args.seeds]

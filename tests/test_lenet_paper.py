@@ -68,6 +68,26 @@ def test_per_sample_training_of_several_seeds_at_once_equals_each_seed_trained_a
     assert any(not torch.equal(first[k], v) for k, v in models[1].named_parameters())  # the seeds differ
 
 
+def test_a_per_sample_run_stopped_after_a_pass_resumes_as_if_never_stopped(tmp_path):
+    """Pass 1 kept in a state file, then passes 2-3 resumed from it (with distortions, whose own
+    generator must carry on too): the same weights and curves as three passes in one go."""
+    x, y = _digits(12)
+    distort = {"fraction": 0.5, "translate": 2.0, "scale": 0.1, "squeeze": 0.1, "shear": 0.2}
+    run = lambda epochs, **kw: bench_lenet.train_per_sample("lenet1", [0, 2], epochs, x, y, x[:4], y[:4],  # noqa: E731
+                                                            log=lambda s: None, compile=False, distort=distort, **kw)
+    whole, whole_curves, _ = run(3)
+    state = tmp_path / "passes.pt"
+    run(1, state_file=state)
+    resumed, curves, _ = run(3, state_file=state)
+    for a, b in zip(whole, resumed):
+        for (k, p), (_, q) in zip(a.named_parameters(), b.named_parameters()):
+            assert torch.equal(p, q), k
+    assert curves == whole_curves
+    with pytest.raises(SystemExit, match="holds a run of lenet1 seeds \\[0, 2\\]"):
+        bench_lenet.train_per_sample("lenet1", [5], 3, x, y, x[:4], y[:4], log=lambda s: None, compile=False,
+                                     state_file=state)
+
+
 def test_per_sample_sgd_takes_plain_steps_in_the_stored_order(float64):
     x, y = _digits(6, side=16)
     (got,), _, _ = bench_lenet.train_per_sample("lenet1989", [1], 1, x, y, x, y, log=lambda s: None,
