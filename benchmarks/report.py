@@ -551,6 +551,19 @@ def weights_table() -> str:
 
 TABLES["weights"] = weights_table
 
+# [1998] Fig. 6: LeNet-5 as published on part of the training set (the same 20 passes), with and
+# without distortions; all 60,000 digits are the lenet table's rows. docs/lenet_fig6.png draws them.
+LENET5_PUBLISHED = {"model": "lenet5", "recipe": "lenet5", "batch_size": 16, "step_scale": 4, "epochs": 20,
+                    "model_kwargs": {}}
+TABLES["lenet_fig6"] = [
+    Row(f"`lenet5` on {n:,} training digits{', with distortions' if d else ''}, test error %", "MNIST", "lenet",
+        {**LENET5_PUBLISHED, "train_size": n}, "test_err",
+        f"python benchmarks/bench_lenet.py --models lenet5 --seeds 0 1 2 --train-size {n}{' --distort' if d else ''}",
+        keep=lambda r, d=d: "split" not in r and bool(r.get("distort")) == d,
+        key=f"lenet5_{n // 1000}k{'_distort' if d else ''}")
+    for n in (7_500, 15_000, 30_000) for d in (False, True)
+]
+
 
 
 def _pick(table: str, label: str, new_label: str) -> Row:
@@ -580,7 +593,8 @@ TABLES["headline"] = [
 RESULTS_MD, SPEED_MD = ROOT / "docs" / "results.md", ROOT / "docs" / "speed.md"
 TABLE_FILES = {"lenet": RESULTS_MD, "models": RESULTS_MD, "comparison": RESULTS_MD, "choices": RESULTS_MD,
                "tolerance": RESULTS_MD, "fukushima_tolerance": RESULTS_MD, "speed": SPEED_MD,
-               "fukushima_top": ROOT / "docs" / "neocognitron_fukushima.md", "weights": ROOT / "docs" / "weights.md"}  # its curve (bench_fukushima_top.py)
+               "fukushima_top": ROOT / "docs" / "neocognitron_fukushima.md", "weights": ROOT / "docs" / "weights.md",
+               "lenet_fig6": ROOT / "docs" / "lenet.md"}  # its curve (bench_fukushima_top.py)
 
 
 def render(table: str) -> str:
