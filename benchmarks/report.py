@@ -14,6 +14,7 @@ figure comes from. No figure in those tables is typed by hand: a test runs ``--c
 from __future__ import annotations
 
 import argparse
+import json
 import math
 import re
 import statistics
@@ -215,7 +216,7 @@ TABLES["models"] = [
         "MNIST (55k train, 5k validation)", "fukushima",
         {"source": "train.py", "model": "neocognitron_fukushima", "val_size": 5000, "epochs": 3}, "metrics.test/acc",
         "python train.py experiment=neocognitron_fukushima_mnist seed=S record=fukushima", scale=100,
-        note="98.6 on ETL-1 (another data set)"),
+        note="98.6 on ETL-1 (another data set)", key="fukushima_default"),
     *(Row(f"`neocognitron_fukushima`, compact top (`experiment=neocognitron_fukushima_compact`), {what}",
           "MNIST (55k train, 5k validation)", "fukushima_compact",
           {"source": "train.py", "model": "neocognitron_fukushima", "val_size": 5000, "epochs": 9}, metric,
@@ -257,7 +258,8 @@ TABLES["choices"] += [  # LeNet-1 and LeNet-4 had taken LeNet-5's step scale; se
     Row(f"`{m}` SDLM step scale ×{sc}, validation error %", "MNIST, 5,000 held out", "lenet",
         {"model": m, "split": "val", "step_scale": float(sc), "batch_size": 16, "epochs": 20, "model_kwargs": {}},
         "val_err",
-        f"python benchmarks/bench_lenet.py --models {m} --seeds 0 1 2 --step-scale {sc} --val 5000")
+        f"python benchmarks/bench_lenet.py --models {m} --seeds 0 1 2 --step-scale {sc} --val 5000",
+        key=f"val_{m}_lecun_x{sc}")
     for m in ("lenet1", "lenet4") for sc in (1, 2, 4)
 ] + [  # the initialisation behind the dead output units: PyTorch's, 2.4x smaller than lecun_sqrt
     Row(f"`{m}` SDLM step scale ×{sc}, `init=pytorch`, validation error %", "MNIST, 5,000 held out", "lenet",
@@ -305,7 +307,7 @@ TABLES["choices"] += [
         "CIFAR-10, 5,000 held out", "cifar10_choices", {"source": "train.py"}, "metrics.val/acc",
         CIFAR_CMD.format(ls=ls, tta=tta), scale=100,
         keep=lambda r, ls=ls, tta=tta: f"model.label_smoothing={ls}" in r["overrides"]
-        and f"model.tta_flip={tta}" in r["overrides"])
+        and f"model.tta_flip={tta}" in r["overrides"], key=f"val_cifar_ls{ls}_tta{tta}")
     for ls, tta, note in (("0.0", "true", " (the preset)"), ("0.2", "true", ""), ("0.0", "false", ""))
 ]
 # Speed (issue 7's goals in the goal column); the speedrun's baseline is a recipe comparison.
@@ -319,7 +321,7 @@ TABLES["speed"] = [
         "startup", "python benchmarks/bench_speedrun.py", digits=2, note="≤ 3", stat="median"),
     Row("the PyTorch examples' MNIST recipe: training s to 99% (a recipe comparison: another model, optimizer, "
         "schedule, batch size and data pipeline)", "MNIST", "speedrun", {"side": "baseline"}, "train_to_target",
-        "python benchmarks/bench_speedrun.py", digits=1, stat="median"),
+        "python benchmarks/bench_speedrun.py", digits=1, stat="median", key="speedrun_baseline"),
     *(Row(f"harness overhead, `{m}`: train.py's Trainer / a hand-written loop, img/s (median of the repeats' "
           "ratios per record)", "MNIST", "harness", {"what": "train.py's Trainer / hand loop", "model": m},
           "ratio_median", "python benchmarks/bench_harness.py --skip-datapath --repeats 5", digits=3, note="≥ 0.95")
@@ -329,7 +331,7 @@ TABLES["speed"] = [
         "python train.py experiment=cifar10_fast seed=S record=cifar10_fast", digits=1, note="≤ 600", stat="median"),
     Row("peak resident memory of `python train.py` (the default, one epoch), GiB", "MNIST", "memory",
         {"source": "train.py"}, lambda r: r["peak_rss_mb"] / 1024,
-        "python train.py trainer.max_epochs=1 seed=S record=memory", note="< 2", stat="median"),
+        "python train.py trainer.max_epochs=1 seed=S record=memory", note="< 2", stat="median", key="memory"),
     Row("`python train.py --help` s (median of 5 per record)", "", "startup", {},
         lambda r: r["medians_s"]["train.py --help"], "python benchmarks/bench_startup.py", note="≤ 1"),
     Row("`python eval.py --help` s", "", "startup", {}, lambda r: r["medians_s"]["eval.py --help"],
@@ -355,12 +357,14 @@ TOLERANCE_CMD = "python benchmarks/bench_tolerance.py --ckpt <checkpoints> --lim
 TABLES["tolerance"] = [
     Row(f"{name}: {what}, {'agreement' if pert == 'shift_consistency' else 'accuracy'} %",
         "MNIST, first 1,000 test images", store, TOLERANCE_RUN,
-        _tolerance(prefix, pert, level), TOLERANCE_CMD, scale=100, digits=1)
-    for name, store, prefix in (
-        ("`neocognitron` (default, max C-planes, trained with shifts ≤ 2 px)", "tolerance", "neocognitron_s"),
-        ("`convnet` (default, max pooling, trained with shifts ≤ 2 px)", "tolerance", "convnet_s"),
+        _tolerance(prefix, pert, level), TOLERANCE_CMD, scale=100, digits=1, key=f"tol.{model}.{pert}.{level}")
+    for model, name, store, prefix in (
+        ("neocognitron", "`neocognitron` (default, max C-planes, trained with shifts ≤ 2 px)", "tolerance",
+         "neocognitron_s"),
+        ("convnet", "`convnet` (default, max pooling, trained with shifts ≤ 2 px)", "tolerance", "convnet_s"),
         # Fukushima's default's 3 seeds are the comparison's (tolerance.jsonl 1 holds one of an earlier default)
-        ("`neocognitron_fukushima` (default, no augmentation)", "tolerance_compare", "neocognitron_fukushima/none/"))
+        ("neocognitron_fukushima", "`neocognitron_fukushima` (default, no augmentation)", "tolerance_compare",
+         "neocognitron_fukushima/none/"))
     for what, pert, level in (("centred", "none", "0"), ("shifted 1 px (mean of 8 directions)", "shift", "1"),
                               ("shifted 2 px", "shift", "2"), ("shifted 4 px", "shift", "4"),
                               ("rotated ±15°", "rotation", "15"), ("elastic α 34, σ 4", "elastic", "34"),
@@ -401,11 +405,16 @@ def _train_records(model: str, training: str) -> tuple[str, list[dict]]:
     if model == "neocognitron_fukushima" and training == "none":
         return "fukushima", [r for r in read_records("fukushima") if r.get("source") == "train.py" and r.get("epochs") == 3]
     if model == "neocognitron_fukushima_tolerant":
-        return "fukushima_tolerant", [r for r in read_records("fukushima_tolerant") if r.get("source") == "train.py"
-                                      and str(_get(r, "metrics.test/ckpt_path")).endswith("last_epoch.ckpt")]
+        return "fukushima_tolerant", [r for r in read_records("fukushima_tolerant") if _tested_last_epoch(r)]
     want = f"data.augment={'true' if training == 'shift2' else 'false'}"
     return "tolerance_models", [r for r in read_records("tolerance_models")
                                 if _config(r) == model and want in r.get("overrides", [])]
+
+
+def _tested_last_epoch(record: dict) -> bool:
+    """A train.py run of the tolerant preset that tested the whole network (``last_epoch.ckpt``)."""
+    return (record.get("source") == "train.py"
+            and str(_get(record, "metrics.test/ckpt_path")).endswith("last_epoch.ckpt"))
 
 
 def _config(record: dict) -> str:
@@ -462,19 +471,24 @@ def _arg(argv: list[str], flag: str, default: str) -> str:
     return argv[argv.index(flag) + 1] if flag in argv else default
 
 
+def fukushima_run(r: dict) -> dict | None:
+    """A validation run with shifts: settings, centred / 2 px / 4 px accuracy, US4's vectors (None: another run)."""
+    argv = r.get("argv", [])
+    m = FUKUSHIMA_ROW.search(r.get("output", ""))
+    if "--val" not in argv or _arg(argv, "--shifts", "") != "2" or "4" not in argv or m is None:
+        return None
+    kw = _arg(argv, "--fukushima-kwargs", "{}")
+    refs = re.findall(r"US4 (\d+) reference vectors", r["output"])
+    return {"settings": ("defaults" if kw == "{}" else kw.strip("{}").replace('"', "")),
+            "augment": int(_arg(argv, "--augment", "0")), "val": int(_arg(argv, "--val", "0")),
+            "images": int(_arg(argv, "--test-limit", _arg(argv, "--val", "0"))),
+            "acc": [float(m.group(i)) for i in (1, 2, 3)], "train_s": int(m.group(4)), "line": r["_line"],
+            "refs": int(refs[-1]) if refs else None}
+
+
 def fukushima_settings() -> list[dict]:
-    """One entry per validation run with shifts: settings, centred / 2 px / 4 px accuracy, Pareto flag."""
-    runs = []
-    for r in read_records("neocognitron"):
-        argv = r.get("argv", [])
-        m = FUKUSHIMA_ROW.search(r.get("output", ""))
-        if "--val" not in argv or _arg(argv, "--shifts", "") != "2" or "4" not in argv or m is None:
-            continue
-        kw = _arg(argv, "--fukushima-kwargs", "{}")
-        runs.append({"settings": ("defaults" if kw == "{}" else kw.strip("{}").replace('"', "")),
-                     "augment": int(_arg(argv, "--augment", "0")), "val": int(_arg(argv, "--val", "0")),
-                     "images": int(_arg(argv, "--test-limit", _arg(argv, "--val", "0"))),
-                     "acc": [float(m.group(i)) for i in (1, 2, 3)], "train_s": int(m.group(4)), "line": r["_line"]})
+    """One entry per validation run with shifts (``fukushima_run``), with its Pareto flag."""
+    runs = [run for run in map(fukushima_run, read_records("neocognitron")) if run]
     for a in runs:  # on the front: no other run at least as good on both axes and better on one
         a["pareto"] = not any(b["acc"][0] >= a["acc"][0] and b["acc"][1] >= a["acc"][1] and b["acc"][:2] != a["acc"][:2]
                               for b in runs)
@@ -496,15 +510,16 @@ TABLES["fukushima_tolerance"] = fukushima_table
 
 # Fukushima's top layer: reference vectors against validation accuracy (issue 27 §1), every ROW line of
 # bench_fukushima_top.py's records, grouped by setting over seeds.
-def fukushima_top_table() -> str:
-    import json
+def top_rows(record: dict) -> list[dict]:
+    """The ROW lines a bench_fukushima_top.py record printed: one setting of one seed each."""
+    return [json.loads(line[4:]) for line in record.get("output", "").splitlines() if line.startswith("ROW ")]
 
+
+def fukushima_top_table() -> str:
     groups: dict[str, list[tuple[dict, int]]] = {}
     for r in read_records("fukushima_top"):
-        for line in r.get("output", "").splitlines():
-            if line.startswith("ROW "):
-                row = json.loads(line[4:])
-                groups.setdefault(json.dumps(row["setting"], sort_keys=True), []).append((row, r["_line"]))
+        for row in top_rows(r):
+            groups.setdefault(json.dumps(row["setting"], sort_keys=True), []).append((row, r["_line"]))
     lines = ["| top-layer setting (changes from the defaults) | seeds | reference vectors | MB of vectors | "
              "val % (k=1) | val % (k=4) | record |", "|" + " --- |" * 7]
     for key, rows in sorted(groups.items(), key=lambda kv: -statistics.fmean(r["refs"] for r, _ in kv[1])):
@@ -603,15 +618,92 @@ def render(table: str) -> str:
     return "\n".join([HEADERS.get(table, HEADER), *(render_row(r) for r in TABLES[table])])
 
 
+# Figures the docs' prose cites that no table shows (issue 30 §3): keyed rows like the tables', in no
+# table; a doc's <!-- fig:KEY:WHAT --> marker is where each is written.
+def _printed(pattern: str, group: int = 1) -> Callable[[dict], list[float]]:
+    """A metric: what a benchmark printed, group ``group`` of each match of ``pattern`` in a record's
+    output (a record it does not match gives the row no figure)."""
+    return lambda r: [float(m.group(group)) for m in re.finditer(pattern, r.get("output", ""), re.MULTILINE)]
+
+
+def _prose(key: str, store: str, metric: str | Callable[[dict], Any], where: dict | None = None, **kw: Any) -> Row:
+    return Row(key, "", store, where or {}, metric, "", key=key, **kw)
+
+
+def _fukushima_setting(settings: str, augment: int, column: str) -> Callable[[dict], float | None]:
+    """A metric: one figure of the fukushima_tolerance table's run with these settings, learning from
+    shifts of up to ``augment`` px: its ``centred``, ``2px`` or ``4px`` validation accuracy %, or
+    ``refs``, US4's reference vectors."""
+    def metric(r: dict) -> float | None:
+        run = fukushima_run(r)
+        if run is None or (run["settings"], run["augment"]) != (settings, augment):
+            return None
+        return run["refs"] if column == "refs" else run["acc"][("centred", "2px", "4px").index(column)]
+    return metric
+
+
+def _top(setting: dict, field: str) -> Callable[[dict], list[float]]:
+    """A metric: one field of the fukushima_top table's setting, one value per seed."""
+    def value(row: dict) -> float:
+        return row["val_acc"][field[1:]] * 100 if field in ("k1", "k4") else row[field]
+    return lambda r: [value(row) for row in top_rows(r) if row["setting"] == setting]
+
+
+FUKUSHIMA_PROSE = (  # (key, the settings as the fukushima_tolerance table shows them, learns from shifts <= px)
+    ("defaults", "defaults", 0), ("s_kernels5", "s_kernels: [5, 5, 5]", 0), ("c_gains2", "c_gains: [2.0, 2.0, 2.0]", 0),
+    ("c_gains4", "c_gains: [4.0, 4.0, 4.0]", 0), ("c_gains8", "c_gains: [8.0, 16.0, 16.0]", 0),
+    ("c_kernels5", "c_kernels: [5, 5, 5]", 0), ("c_kernels557", "c_kernels: [5, 5, 7]", 0),
+    ("c_strides2", "c_strides: [2, 2, 2]", 0), ("thetas_learn08", "thetas_learn: [0.75, 0.7, 0.8]", 0),
+    ("thetas07", "thetas: [0.7, 0.55, 0.5]", 0), ("thetas05", "thetas: [0.5, 0.5, 0.5]", 0),
+    ("top_epochs2", "top_epochs: 2", 3), ("top_epochs3", "top_epochs: 3", 3),
+    ("compact", "thetas_learn: [0.75, 0.7, 0.5], margin: 0.0, reinforce: true, top_epochs: 3, adjust_epochs: 4, "
+     "adjust_rate: 0.1, intvec_k: 1", 3),
+)
+COMPACT_TOP = {"margin": 0.0, "reinforce": True, "thetas_learn": [0.75, 0.7, 0.5]}
+TOP_SETTINGS = {"defaults": {}, "plain": {"margin": 0.0, "thetas_learn": [0.75, 0.7, 0.5]}, "reinforced": COMPACT_TOP,
+                "adjusted": {**COMPACT_TOP, "adjust_epochs": 4, "adjust_rate": 0.1},
+                "adjusted3": {**COMPACT_TOP, "top_epochs": 3, "adjust_epochs": 4, "adjust_rate": 0.1}}
+VAL5000 = "bench_neocognitron.py --only fukushima --val 5000 --split-seed {split} --threads 1 --fukushima-kwargs {kw}"
+PROBE = "bench_neocognitron.py --root ../shared/data --val 5000 --train-limit 10000 --probe 0 1 2 3"
+PROSE_ROWS: list[Row] = [
+    # LeNet-1 and LeNet-4 under lecun_sqrt, before init=pytorch (docs/results.md); the first seeds are untraceable
+    *(_prose(f"{m}_lecun_x{sc}", "lenet", "test_err",
+             {"model": m, "batch_size": 16, "step_scale": sc, "model_kwargs": {}})
+      for m, sc in (("lenet1", 4), ("lenet4", 2), ("lenet4", 4))),
+    # Fukushima's settings on validation: the fukushima_tolerance table's runs, and four on all 5,000 images
+    *(_prose(f"fs.{key}.{augment}px.{column}", "neocognitron", _fukushima_setting(settings, augment, column),
+             digits=0 if column == "refs" else 2)
+      for key, settings, augment in FUKUSHIMA_PROSE for column in ("centred", "2px", "4px", "refs")),
+    *(_prose(f"fs5000.{key}.split{split}", "neocognitron",
+             _printed(r"^neocognitron_fukushima \(self-organised\)\s+([\d.]+)%"),
+             {"command": VAL5000.format(split=split, kw=kw)})
+      for key, kw in (("defaults", "{}"), ("thetas05", '{"thetas": [0.5, 0.5, 0.5]}')) for split in (0, 1)),
+    # the layers against a nearest-neighbour memory (bench_neocognitron.py --probe): vector length, k=1, k=4
+    *(_prose(f"probe.{layer}.{what}", "neocognitron",
+             _printed(rf"^\s*{layer} .*?\((\d+) values.*?val ([\d.]+)% \(k=1\), ([\d.]+)% \(k=4\)", group),
+             {"command": PROBE}, digits=0 if what == "values" else 2)
+      for layer in ("U0", "UC1", "UC2", "UC3") for what, group in (("values", 1), ("k1", 2), ("k4", 3))),
+    # Fukushima's top layer (docs/neocognitron_fukushima.md): the fukushima_top table's settings, its speed run
+    *(_prose(f"top.{key}.{field}", "fukushima_top", _top(setting, field),
+             digits={"refs": 0, "refs_mb": 1}.get(field, 2))
+      for key, setting in TOP_SETTINGS.items() for field in ("refs", "refs_mb", "k1", "k4")),
+    _prose("top.values", "fukushima_top", _printed(r"(\d+) values per vector"), digits=0),
+    _prose("top.speedup.network", "fukushima_top", _printed(r"speed-up: whole network ([\d.]+)x"), digits=1),
+    _prose("top.speedup.top", "fukushima_top", _printed(r"speed-up: .*top layer ([\d.]+)x"), digits=1),
+    _prose("tolerant.refs", "fukushima_tolerant", "metrics.train/us4_refs", digits=0, keep=_tested_last_epoch),
+]
+
+
 # Figures in prose (issue 30 §3): ``<!-- fig:KEY:WHAT -->…<!-- /fig -->`` holds a figure of the row
-# whose ``key`` is KEY, written by report.py like the tables and checked by ``--check``. WHAT: mean,
-# std, n, se, mean_std ("1.09 ± 0.15"), gap ("+1.2"), min, max.
-FIG = re.compile(r"<!-- fig:([A-Za-z0-9_.-]+):([a-z_]+) -->(.*?)<!-- /fig -->", re.DOTALL)
+# whose ``key`` is KEY (a table's or PROSE_ROWS'), written by report.py like the tables and checked by
+# ``--check``. WHAT: mean, std, n, se, mean_std ("1.09 ± 0.15"), gap ("+1.2"), min, max, median, or
+# seedN (the figure of seed N's record alone).
+FIG = re.compile(r"<!-- fig:([A-Za-z0-9_.-]+):([a-z0-9_]+) -->(.*?)<!-- /fig -->", re.DOTALL)
 
 
 def keyed_rows() -> dict[str, Row]:
     rows: dict[str, Row] = {}
-    for table in TABLES.values():
+    for table in [*TABLES.values(), PROSE_ROWS]:
         for row in table if isinstance(table, list) else []:
             if row.key:
                 rows.setdefault(row.key, row)
@@ -619,6 +711,7 @@ def keyed_rows() -> dict[str, Row]:
 
 
 def figure(key: str, what: str) -> str:
+    seed = re.fullmatch(r"seed(\d+)", what)
     if key.startswith("cmp."):  # a cell of the comparison table
         parts = key.split(".")
         if len(parts) != 5:
@@ -629,14 +722,23 @@ def figure(key: str, what: str) -> str:
         row = keyed_rows().get(key)
         if row is None:
             raise SystemExit(f"error: a prose figure cites row key {key!r}; the keyed rows are {sorted(keyed_rows())}")
-        values = figures(row, select(row))
+        records = select(row)
+        if seed:
+            records = [r for r in records if r.get("seed") == int(seed.group(1))]
+        values = figures(row, records)
     s, d = summary(values), row.digits
     if not values:
         return "no record yet"
-    out = {"mean": f"{s['mean']:.{d}f}", "std": f"{s['std']:.{d}f}", "se": f"{s['se']:.{d}f}", "n": f"{s['n']}",
-           "mean_std": f"{s['mean']:.{d}f} ± {s['std']:.{d}f}", "min": f"{min(values):.{d}f}",
-           "max": f"{max(values):.{d}f}",
+
+    def fmt(x: float) -> str:
+        return f"{x:,.{d}f}"
+
+    out = {"mean": fmt(s["mean"]), "std": fmt(s["std"]), "se": fmt(s["se"]), "n": f"{s['n']}",
+           "mean_std": f"{fmt(s['mean'])} ± {fmt(s['std'])}", "min": fmt(min(values)), "max": fmt(max(values)),
+           "median": fmt(statistics.median(values)),
            "gap": f"{(s['mean'] - row.paper) / gap_se(row, s['se']):+.1f}" if row.paper is not None and s["n"] > 1 else "—"}
+    if seed and not key.startswith("cmp."):
+        out[what] = out["mean"]  # that seed's figure (the mean, should a run have been recorded twice)
     if what not in out:
         raise SystemExit(f"error: a prose figure asks for {what!r} of row {key!r}; use one of {sorted(out)}")
     return out[what]

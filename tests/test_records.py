@@ -287,6 +287,16 @@ def test_a_prose_figure_is_written_from_its_row_and_a_stale_one_is_caught(monkey
         report.update_figures("<!-- fig:nope:mean -->1<!-- /fig -->")
 
 
+def test_a_prose_figure_can_cite_a_row_in_no_table_one_seed_and_the_median(monkeypatch):
+    for seed, e in ((0, 1.0), (1, 2.0), (2, 6.0)):
+        append_record("demo5", {"model": "m", "seed": seed, "err": e, "output": f"refs {1000 * (seed + 1)}\n"})
+    monkeypatch.setattr(report, "TABLES", {})
+    monkeypatch.setattr(report, "PROSE_ROWS", [report.Row("m", "", "demo5", {"model": "m"}, "err", "", key="p"),
+                                               report._prose("refs", "demo5", report._printed(r"^refs (\d+)"), digits=0)])
+    assert [report.figure("p", w) for w in ("seed1", "median", "mean")] == ["2.00", "2.00", "3.00"]
+    assert report.figure("refs", "max") == "3,000" and report.figure("p", "seed7") == "no record yet"
+
+
 def test_a_prose_figure_can_cite_a_cell_of_the_comparison_table():
     append_record("tolerance_compare", {"results": {"mlp/none/s1": {"noise": {"50": 0.9}},
                                                     "mlp/none/s2": {"noise": {"50": 0.8}}}})
