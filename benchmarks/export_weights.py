@@ -69,12 +69,17 @@ def cut(ckpt: dict) -> dict:
 
 
 def meta_of(run: dict, runs: list[dict], store: str, ckpt: dict) -> dict:
+    from training.images import training_background
+
     hp, data = ckpt["hyper_parameters"], ckpt["data_state"]
     tests = [r["metrics"]["test/acc"] for r in runs]
+    background, clear = training_background(data, hp.get("in_channels", 1))
     return {
         "input": {"channels": hp.get("in_channels", 1), "size": hp.get("input_size", 28),
                   "normalize": data["hparams"].get("normalize", "standard"), "mean": data["mean"], "std": data["std"],
-                  "classes": data["classes"]},
+                  "classes": data["classes"],
+                  # light strokes on a dark ground (MNIST's), dark on light, or no clear ground (CIFAR-10)
+                  "polarity": ("light on dark" if background == 0 else "dark on light") if clear else "no clear ground"},
         "test_acc": run["metrics"]["test/acc"], "val_acc": run["metrics"]["val/acc"], "seed": run.get("seed"),
         "seeds": {"n": len(runs), "test_acc_mean": statistics.mean(tests),
                   "test_acc_std": statistics.stdev(tests) if len(tests) > 1 else 0.0},

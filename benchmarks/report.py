@@ -556,7 +556,8 @@ def weights_table() -> str:
             raise SystemExit(f"error: weights {w.name}: weights/registry.json disagrees with its record {w.meta['record']}")
         s = summary([100 * r["metrics"]["test/acc"] for r in seeds])
         i = w.meta["input"]
-        lines.append(f"| `{w.name}` | {w.data} | {i['channels']}×{i['size']}×{i['size']}, {i['normalize']} | "
+        lines.append(f"| `{w.name}` | {w.data} | {i['channels']}×{i['size']}×{i['size']}, {i['normalize']}, "
+                     f"{i.get('polarity', '')} | "
                      f"**{100 * rec['metrics']['test/acc']:.2f}** (seed {rec.get('seed')}) | "
                      f"{100 * rec['metrics']['val/acc']:.2f} (the median) | {s['mean']:.2f} ± {s['std']:.2f} "
                      f"(n = {s['n']}) | {w.bytes / 2**20:.2f} | `{w.sha256[:12]}` | `python {rec['command']}` | "

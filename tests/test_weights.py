@@ -77,6 +77,7 @@ def test_the_median_validation_seed_is_shipped_and_loads_by_name(tiny_weights, m
     (w,) = W.list_weights()
     vals = sorted(r["metrics"]["val/acc"] for r in tiny_weights)
     assert w.name == "convnet:tiny" and w.meta["val_acc"] == vals[1] and w.meta["seeds"]["n"] == 3
+    assert w.meta["input"]["polarity"] == "light on dark" and w.meta["input"]["size"] == 28
     chosen = next(r for r in read_records("weights_tiny") if r["metrics"]["val/acc"] == vals[1])
     assert w.meta["test_acc"] == chosen["metrics"]["test/acc"] and w.meta["seed"] == chosen["seed"]
     from models import get_model
