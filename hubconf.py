@@ -2,9 +2,9 @@
 
     import torch
     net = torch.hub.load("<this repository's folder>", "lenet5", source="local", weights="mnist")
-    torch.hub.list("<folder>", source="local")      # the entry points: one per model
 
-Each entry point is ``models.get_model(<name>, weights=..., **kwargs)``; ``python -m models.weights``
+One entry point per registered model (``models.list_models()``), each
+``models.get_model(<name>, weights=..., **kwargs)``; ``python -m models.weights``
 lists the shipped sets.
 """
 
