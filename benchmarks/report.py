@@ -691,6 +691,7 @@ PROSE_ROWS: list[Row] = [
     _prose("top.values", "fukushima_top", _printed(r"(\d+) values per vector"), digits=0),
     _prose("top.speedup.network", "fukushima_top", _printed(r"speed-up: whole network ([\d.]+)x"), digits=1),
     _prose("top.speedup.top", "fukushima_top", _printed(r"speed-up: .*top layer ([\d.]+)x"), digits=1),
+    _prose("weights_mlp_train_s", "weights_mlp", "metrics.time/train_s", {"model": "mlp"}, digits=0),
     _prose("tolerant.refs", "fukushima_tolerant", "metrics.train/us4_refs", digits=0, keep=_tested_last_epoch),
 ]
 
