@@ -549,8 +549,9 @@ def weights_table() -> str:
             lines.append(f"| `{w.name}` | {w.data} | | not shipped: {w.not_shipped} | | | | | | |")
             continue
         store, line = w.meta["record"].removeprefix("benchmarks/results/").split(".jsonl:")
-        (rec,) = [r for r in read_records(store) if r["_line"] == int(line)]
-        seeds = [r for r in read_records(store) if r.get("source") == "train.py" and r.get("model") == w.model]
+        records = read_records(store)
+        (rec,) = [r for r in records if r["_line"] == int(line)]
+        seeds = [r for r in records if r.get("source") == "train.py" and r.get("model") == w.model]
         if (rec["metrics"]["test/acc"], rec["metrics"]["val/acc"], rec["command"]) != \
                 (w.meta["test_acc"], w.meta["val_acc"], w.meta["command"]):
             raise SystemExit(f"error: weights {w.name}: weights/registry.json disagrees with its record {w.meta['record']}")

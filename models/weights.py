@@ -39,6 +39,7 @@ def weights_dir() -> Path:
     """``weights/`` at the project root (``NEOLENET_WEIGHTS_DIR`` moves it: the tests use their own)."""
     return Path(os.environ.get("NEOLENET_WEIGHTS_DIR") or WEIGHTS_DIR)
 
+
 NAME = re.compile(r"[a-z][a-z0-9_]*:[a-z][a-z0-9_]*")  # model:data, e.g. lenet5:mnist
 
 
@@ -102,7 +103,11 @@ def sha256_of(path: Path) -> str:
 def load_weights(name: str) -> dict:
     """The checkpoint-like dict of the shipped set ``name`` (hyper_parameters, state_dict, the data
     module's state, meta), after its file's sha256 is checked against the registry's."""
-    w = find(name)
+    return _read(find(name))
+
+
+def _read(w: Weights) -> dict:
+    name = w.name
     if not w.file:
         raise CheckpointError(f"weights {name} are not shipped: {w.not_shipped}")
     if not w.path.is_file():
@@ -140,7 +145,7 @@ def pretrained(model: str, weights: str, **kwargs: Any) -> torch.nn.Module:
     w = find(name)
     if w.model != model:
         raise ConfigError(f"weights {name} are for {w.model}, not {model}: get_model({w.model!r}, weights={w.data!r})")
-    ckpt = load_weights(name)
+    ckpt = _read(w)
     hp = ckpt["hyper_parameters"]
     have = {"in_channels": hp.get("in_channels", 1), "num_classes": hp.get("num_classes", 10),
             "input_size": hp.get("input_size", 28), **(hp.get("model_kwargs") or {})}

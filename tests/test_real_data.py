@@ -113,17 +113,17 @@ def test_the_compact_top_stays_small_on_mnist(tmp_path):
     assert acc >= 0.985, acc
 
 
-_SHIPPED = [w.name for w in __import__("models.weights", fromlist=["list_weights"]).list_weights(shipped=True)]
+from models.weights import find, list_weights  # noqa: E402
+
+_SHIPPED = [w.name for w in list_weights(shipped=True)]
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("name", _SHIPPED)
-def test_each_shipped_set_reproduces_its_recorded_test_figure(name, monkeypatch):
+def test_each_shipped_set_reproduces_its_recorded_test_figure(name):
     """eval.py weights=NAME on the real test split gives the test accuracy its run recorded."""
     import subprocess
     import sys
-
-    from models.weights import find
 
     root = _mnist_root()
     if root is None:

@@ -23,11 +23,12 @@ from models import weights as W  # noqa: E402
 
 
 # --- the sets shipped in weights/ ------------------------------------------------------------
-SHIPPED = [w for w in W.list_weights() if w.file]
+SHIPPED = W.list_weights(shipped=True)
 
 
 @pytest.mark.parametrize("w", SHIPPED, ids=[w.name for w in SHIPPED])
-def test_every_shipped_set_loads_matches_its_hash_and_its_record(w):
+def test_every_shipped_set_loads_matches_its_hash_and_its_record(w, monkeypatch):
+    monkeypatch.setenv("NEOLENET_RESULTS_DIR", str(ROOT / "benchmarks" / "results"))  # the real records
     assert W.sha256_of(w.path) == w.sha256 and w.path.stat().st_size == w.bytes
     net = W.pretrained(w.model, w.data)
     size, channels = w.meta["input"]["size"], w.meta["input"]["channels"]
@@ -35,15 +36,10 @@ def test_every_shipped_set_loads_matches_its_hash_and_its_record(w):
         out = net(torch.zeros(2, channels, size, size))
     assert out.shape == (2, len(w.meta["input"]["classes"])) and torch.isfinite(out).all()
     store, line = w.meta["record"].removeprefix("benchmarks/results/").split(".jsonl:")
-    (rec,) = [r for r in read_records_real(store) if r["_line"] == int(line)]
+    (rec,) = [r for r in read_records(store) if r["_line"] == int(line)]
     assert rec["metrics"]["test/acc"] == w.meta["test_acc"] and rec["metrics"]["val/acc"] == w.meta["val_acc"]
     assert rec["command"] == w.meta["command"] and rec["git"]["commit"] == w.meta["commit"] and not rec["git"]["dirty"]
     assert rec["model"] == w.model
-
-
-def read_records_real(store: str) -> list[dict]:
-    lines = (ROOT / "benchmarks" / "results" / f"{store}.jsonl").read_text().splitlines()
-    return [{**json.loads(t), "_line": i} for i, t in enumerate(lines, 1) if t.strip()]
 
 
 def test_the_shipped_weights_fit_in_30_mb_and_every_set_not_shipped_says_why():
