@@ -4,7 +4,8 @@
                                          [--data-root DIR] [--seed S] [--labels a b ...] [--record [NAME]]
 
 Each checkpoint is evaluated on its own test split (rebuilt from the data module saved in it, as
-``eval.py`` does; ``--data-root`` points it at another folder). The uint8 test images are perturbed
+``eval.py`` does; ``--data-root`` points it at another folder), or with ``--split val`` on the
+validation split its run held out of the training split (to choose without the test split). The uint8 test images are perturbed
 (``training/perturbations.py``) before the normalisation of training, with the training images'
 background filling in (0, black, for the MNIST family), and classified in batches of 1,000 on the CPU:
 
@@ -76,8 +77,9 @@ def background(state: dict, channels: int) -> list[int]:
     return [training_background(state, channels)[0]] * channels
 
 
-def load(path: str, data_root: str | None, limit: int | None):
-    """``(model, hparams, images uint8, labels, state)`` of a checkpoint and its test split."""
+def load(path: str, data_root: str | None, limit: int | None, split: str = "test"):
+    """``(model, hparams, images uint8, labels, state)`` of a checkpoint and its test split, or
+    with ``split="val"`` the validation split its run carved from the training split."""
     from omegaconf import OmegaConf
 
     from eval import build_datamodule
@@ -87,7 +89,14 @@ def load(path: str, data_root: str | None, limit: int | None):
     model, ckpt = Classifier.load_with_checkpoint(path)
     cfg = OmegaConf.create({"ckpt_path": str(path), "data": None, "data_root": data_root})
     dm = build_datamodule(cfg, model, ckpt)
-    x, y = dm.load_split(train=False)
+    if split == "val":
+        if not dm.hparams.val_size:
+            raise SystemExit(f"error: {path} was trained with data.val_size=0: it has no validation split; "
+                             "use --split test, or a run with a validation split")
+        dm.setup()
+        x, y = dm.data["val"]
+    else:
+        x, y = dm.load_split(train=False)
     if limit:
         x, y = x[:limit], y[:limit]
     return model, ckpt["hyper_parameters"], x.contiguous(), y, checkpoint_data_state(ckpt)
@@ -167,8 +176,8 @@ def measure(predict, x: torch.Tensor, y: torch.Tensor, fill: list[int], seed: in
     return res
 
 
-def table(label: str, n: int, res: dict) -> str:
-    lines = [f"{label}: {n} test images, unperturbed accuracy {100 * res['none']['0']:.2f}%"]
+def table(label: str, n: int, res: dict, split: str = "test") -> str:
+    lines = [f"{label}: {n} {split} images, unperturbed accuracy {100 * res['none']['0']:.2f}%"]
     for name, vals in res.items():
         if name != "none":
             unit = "agree" if name == "shift_consistency" else "acc"
@@ -217,7 +226,10 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--ckpt", nargs="+", required=True,
                    help="checkpoints written by train.py, or names of shipped weights (neocognitron:mnist)")
     p.add_argument("--labels", nargs="+", help="a name per checkpoint (default: the model's name)")
-    p.add_argument("--limit", type=int, help="use the first N test images")
+    p.add_argument("--limit", type=int, help="use the first N images of the split")
+    p.add_argument("--split", choices=("test", "val"), default="test",
+                   help="score the test split (default) or the validation split each run held out, "
+                        "for choices made without the test split")
     p.add_argument("--json", help="write the figures to this file")
     p.add_argument("--png", help="draw accuracy against each perturbation to this file")
     p.add_argument("--data-root", help="the data folder (default: the one saved in each checkpoint)")
@@ -244,7 +256,7 @@ def main(argv: list[str] | None = None) -> None:
     torch.manual_seed(args.seed)
     results, info = {}, []
     with friendly_errors():
-        loaded = [load(c, args.data_root, args.limit) for c in args.ckpt]
+        loaded = [load(c, args.data_root, args.limit, args.split) for c in args.ckpt]
         labels = labels_for(args, [hp["model"] for _, hp, *_ in loaded])
         for label, path, (model, hp, x, y, state) in zip(labels, args.ckpt, loaded):
             fill = background(state, x.shape[1])
@@ -254,7 +266,7 @@ def main(argv: list[str] | None = None) -> None:
             results[label] = res
             info.append({"label": label, "path": str(path), "model": hp["model"], "data": state.get("target"),
                          "test_images": len(y), "background": fill})
-            print(table(label, len(y), res), flush=True)
+            print(table(label, len(y), res, args.split), flush=True)
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=1) + "\n")
     if args.png:
@@ -263,7 +275,7 @@ def main(argv: list[str] | None = None) -> None:
         from training.records import append_record
 
         append_record(args.record, {"checkpoints": info, "results": results,
-                                    "settings": {"limit": args.limit, "seed": args.seed,
+                                    "settings": {"limit": args.limit, "seed": args.seed, "split": args.split,
                                                  "elastic_sigma": args.elastic_sigma}})
 
 

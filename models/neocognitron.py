@@ -52,7 +52,7 @@ IS_UNKNOWN = "{where}: {key} {value!r} is unknown; use one of {options}"
 
 # ----------------------------------------------------------------------------- validation
 STAGE_KEYS = {"planes", "s_kernel", "s_stride", "s_padding", "activation", "batchnorm",
-              "c_kernel", "c_stride", "c_padding", "c_kind", "c_gain"}
+              "c_kernel", "c_stride", "c_padding", "c_kind", "c_gain", "c_saturate"}
 
 
 def _stage_spec(i: int, spec: Any) -> dict:
@@ -86,6 +86,7 @@ def _stage_spec(i: int, spec: Any) -> dict:
         raise ConfigError(f"{where}: c_padding must be an integer >= 0 (and <= c_kernel // 2 = "
                           f"{s['c_kernel'] // 2} for max/avg), got {cp!r}")
     s["c_gain"] = check_number(where, "c_gain", spec.get("c_gain", 1.0), lo_open=True)
+    s["c_saturate"] = check_bool(where, "c_saturate", spec.get("c_saturate", True))
     return s
 
 
@@ -119,7 +120,8 @@ class Neocognitron(nn.Module):
             else:
                 n = check_pool(where, n, s["c_kernel"], s["c_stride"])
             if s["c_kind"] == "blur":
-                c_layer: nn.Module = BlurCPlanes(c, s["c_kernel"], s["c_stride"], s["c_padding"], s["c_gain"])
+                c_layer: nn.Module = BlurCPlanes(c, s["c_kernel"], s["c_stride"], s["c_padding"], s["c_gain"],
+                                                      saturation=s["c_saturate"])
             else:
                 c_layer = PoolCPlanes(s["c_kind"], s["c_kernel"], s["c_stride"], s["c_padding"])
             layers.append(nn.Sequential(nn.Sequential(*s_layer), c_layer))
@@ -167,7 +169,8 @@ def neocognitron(in_channels: int = 1, num_classes: int = 10, input_size: int = 
     ``s_stride``, ``s_padding`` (int or ``same``), ``activation``, ``batchnorm`` (an optional
     BatchNorm inside the S-cell, before its activation -- not in Fukushima's network),
     ``c_kind`` (``max`` | ``avg`` | ``blur``), ``c_kernel`` (M), ``c_stride`` (default M),
-    ``c_padding`` and ``c_gain`` (blur only: the input gain before saturation).
+    ``c_padding``, ``c_gain`` (blur only: the input gain before saturation) and ``c_saturate``
+    (blur only, default true: ``false`` leaves out the saturation, an ablation).
     """
     return Neocognitron(in_channels, num_classes, input_size, stages, decision, dropout)
 

@@ -96,6 +96,23 @@ def test_blur_and_max_c_planes_match_their_definitions():
     assert torch.allclose(PoolCPlanes("avg", 3, 2)(x), F.avg_pool2d(x, 3, 2))
 
 
+def test_blur_c_saturate_false_leaves_out_only_the_saturation():
+    # the ablation of issue 30: the same network, C-cells the plain Gaussian blur (no psi)
+    stage = {"planes": 3, "s_kernel": 3, "c_kind": "blur", "c_kernel": 3, "c_stride": 2, "c_padding": 1,
+             "c_gain": 2.0}
+    torch.manual_seed(0)
+    sat = get_model("neocognitron", input_size=9, stages=[stage], decision=[])
+    torch.manual_seed(0)
+    lin = get_model("neocognitron", input_size=9, stages=[{**stage, "c_saturate": False}], decision=[])
+    c_sat, c_lin = sat.c_layers()[0], lin.c_layers()[0]
+    assert c_sat.saturation and not c_lin.saturation
+    x = torch.rand(2, 3, 9, 9) * 3
+    assert torch.allclose(c_sat(x), saturate(c_lin(x)))  # psi of the same blur
+    assert c_lin(x).max() > 1 > c_sat(x).max()
+    with pytest.raises(ConfigError, match="c_saturate"):
+        get_model("neocognitron", input_size=9, stages=[{**stage, "c_saturate": "no"}])
+
+
 @pytest.mark.parametrize("stages,match", [
     ([{"planes": 4, "c_kind": "median"}], "stage 0.*c_kind"),
     ([{"planes": 0}], "stage 0.*planes"),

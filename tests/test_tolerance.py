@@ -281,6 +281,27 @@ def test_bench_tolerance_repeats_and_labels_two_checkpoints(tiny_ckpt, mnist_roo
     assert same == ["convnet (a.ckpt) #1", "convnet (a.ckpt) #2", "lenet5"]
 
 
+def test_split_val_scores_the_validation_images_the_run_held_out(tiny_ckpt, mnist_root, tmp_path):
+    """--split val: the 200 images train.py held out (data.val_size=200, split seed 0), never the test
+    split; the record says which split it scored."""
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    import bench_tolerance
+    from training.data import MNISTDataModule
+
+    _, _, x, y, _ = bench_tolerance.load(str(tiny_ckpt), str(mnist_root), None, "val")
+    dm = MNISTDataModule(root=str(mnist_root), val_size=200, download=False)
+    dm.setup()
+    assert torch.equal(x, dm.data["val"][0]) and torch.equal(y, dm.data["val"][1])
+    x_test, _ = dm.data["test"]
+    assert x.shape[0] == 200 and not torch.equal(x[:50], x_test[:50])
+    bench_tolerance.main(["--ckpt", str(tiny_ckpt), "--split", "val", "--limit", "30", "--data-root", str(mnist_root),
+                          "--record", "tolerance_val_test", "--quiet"])
+    from training.records import read_records
+
+    rec = read_records("tolerance_val_test")[-1]
+    assert rec["settings"]["split"] == "val" and rec["checkpoints"][0]["test_images"] == 30
+
+
 def test_level_zero_of_every_perturbation_is_the_unperturbed_accuracy_exactly():
     """With a 'model' that changes its answer whenever any pixel changes, level 0 scores 100% (the
     transforms at level 0 return the images unchanged) and every other level less."""
