@@ -2,6 +2,7 @@
 
     nice -n 5 python benchmarks/bench_fukushima_top.py --seeds 0 1 2            # the curve (validation)
     python benchmarks/bench_fukushima_top.py --seeds 0 --settings '[{"margin": 0.0, "reinforce": true}]'
+    python benchmarks/bench_fukushima_top.py --seeds 0 1 2 --lower '{"thetas": [0.5, 0.5, 0.5]}' --settings '[{}]'
     python benchmarks/bench_fukushima_top.py --speed '{"margin": 0.0, "reinforce": true}'  # 10,000 test digits
 
 For each seed the network's lower layers learn as train.py's would (US2, US3 by Add-if-Silent from
@@ -48,10 +49,11 @@ GRID = [
 
 
 @torch.no_grad()
-def lower_layers(xtr, ytr, seed: int):
-    """The network with US2 and US3 learned (phases 0 and 1), as train.py's first two epochs."""
+def lower_layers(xtr, ytr, seed: int, lower: dict | None = None):
+    """The network with US2 and US3 learned (phases 0 and 1), as train.py's first two epochs;
+    ``lower``: model kwargs over the defaults for these layers (``--lower``)."""
     torch.manual_seed(seed)
-    net = models.get_model("neocognitron_fukushima")
+    net = models.get_model("neocognitron_fukushima", **(lower or {}))
     for _ in range(2):
         perm = torch.randperm(len(xtr))
         for i in range(0, len(xtr), BS):
@@ -67,9 +69,9 @@ def features(net, x_u8) -> torch.Tensor:
 
 
 @torch.no_grad()
-def learn_top(lower, setting: dict, ftr, ytr, seed: int):
+def learn_top(lower, setting: dict, ftr, ytr, seed: int, lower_kwargs: dict | None = None):
     """A network with ``lower``'s US2/US3 and a top layer learned with ``setting`` from features."""
-    net = models.get_model("neocognitron_fukushima", **setting)
+    net = models.get_model("neocognitron_fukushima", **{**(lower_kwargs or {}), **setting})
     net.load_state_dict(lower.state_dict())
     gen = torch.Generator().manual_seed(seed)
     while not net.done_learning:
@@ -93,16 +95,17 @@ def curve(args, log) -> None:
     perm = torch.randperm(len(ytr), generator=torch.Generator().manual_seed(0))  # train.py's split_seed 0
     val, rest = perm[:5000], perm[5000:]
     settings = json.loads(args.settings) if args.settings else GRID
+    lower_kwargs = json.loads(args.lower) if args.lower else {}
     for seed in args.seeds:
         t0 = time.perf_counter()
-        lower = lower_layers(xtr[rest], ytr[rest], seed)
+        lower = lower_layers(xtr[rest], ytr[rest], seed, lower_kwargs)
         ftr, fva = features(lower, xtr[rest]), features(lower, xtr[val])
         log(f"seed {seed}: US2 {lower.us2.planes} planes, US3 {lower.us3.planes}, {ftr.shape[1]} values per "
             f"vector; lower layers and features {time.perf_counter() - t0:.0f} s")
         for setting in settings:
             t0 = time.perf_counter()
-            net = learn_top(lower, setting, ftr, ytr[rest], seed)
-            row = {"seed": seed, "setting": setting, "refs": net.refs.shape[0],
+            net = learn_top(lower, setting, ftr, ytr[rest], seed, lower_kwargs)
+            row = {"seed": seed, "setting": {**lower_kwargs, **setting}, "refs": net.refs.shape[0],
                    "refs_mb": round(net.refs.numel() * net.refs.element_size() / 2**20, 2),
                    "val_acc": {str(k): round(accuracy(net, fva, ytr[val], k), 4) for k in (1, 4)},
                    "learn_s": round(time.perf_counter() - t0, 1)}
@@ -114,10 +117,11 @@ def speed(args, log) -> None:
     xtr, ytr, xte, _ = load_mnist(args.root)
     perm = torch.randperm(len(ytr), generator=torch.Generator().manual_seed(0))
     rest = perm[5000:]
-    lower = lower_layers(xtr[rest], ytr[rest], 0)
+    lower_kwargs = json.loads(args.lower) if args.lower else {}
+    lower = lower_layers(xtr[rest], ytr[rest], 0, lower_kwargs)
     ftr = features(lower, xtr[rest])
-    nets = {"today's default": learn_top(lower, {}, ftr, ytr[rest], 0),
-            "compact": learn_top(lower, json.loads(args.speed), ftr, ytr[rest], 0)}
+    nets = {"today's default": learn_top(lower, {}, ftr, ytr[rest], 0, lower_kwargs),
+            "compact": learn_top(lower, json.loads(args.speed), ftr, ytr[rest], 0, lower_kwargs)}
     x = unit(xte)
     times: dict[str, list[float]] = {name: [] for name in nets}
     top: dict[str, list[float]] = {name: [] for name in nets}
@@ -149,6 +153,8 @@ def _main(argv=None):
     p.add_argument("--root", default=os.environ.get("DATA_DIR", "/work/shared/data"))
     p.add_argument("--seeds", type=int, nargs="+", default=[0])
     p.add_argument("--settings", help="JSON list of top-layer settings (model kwargs); default: the grid")
+    p.add_argument("--lower", metavar="KWARGS", help="JSON model kwargs over the defaults for US1-US3 too "
+                   "(e.g. '{\"thetas\": [0.5, 0.5, 0.5]}'); each row's setting then includes them")
     p.add_argument("--speed", metavar="SETTING", help="instead: time recognition, today's top against this one")
     p.add_argument("--repeats", type=int, default=5)
     p.add_argument("--threads", type=int, default=None)
