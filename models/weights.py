@@ -2,6 +2,7 @@
 
     from models import get_model, list_weights
     net = get_model("lenet5", weights="mnist")         # the trained network, in eval mode
+    prep = find("lenet5:mnist").transforms()            # uint8 images -> the input it was trained on
     [w.name for w in list_weights()]                    # "lenet5:mnist", ...
     python -m models.weights                            # the table: each set, its figures, where it came from
 
@@ -20,6 +21,7 @@ Plain PyTorch, like the rest of ``models``.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import os
@@ -29,6 +31,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+import torch.nn.functional as F
 
 from .errors import CheckpointError, ConfigError
 
@@ -41,6 +44,31 @@ def weights_dir() -> Path:
 
 
 NAME = re.compile(r"[a-z][a-z0-9_]*:[a-z][a-z0-9_]*")  # model:data, e.g. lenet5:mnist
+
+
+def transform_batch(
+    x: torch.Tensor,
+    mean: list[float],
+    std: list[float],
+    normalize: str = "standard",
+    resize: int | None = None,
+) -> torch.Tensor:
+    """uint8 ``(B, C, H, W)`` -> normalised float batch, on whatever device ``x`` is.
+
+    ``standard``: (x/255 - mean) / std, as torchvision's ToTensor + Normalize.
+    ``lecun``: background (0) -> -0.1, foreground (255) -> 1.175 (LeCun et al. 1998, II.B).
+    ``unit``: x / 255.
+    """
+    x = x.float().div_(255.0)
+    if resize is not None and x.shape[-1] != resize:
+        x = F.interpolate(x, size=(resize, resize), mode="bilinear", antialias=True, align_corners=False)
+    if normalize == "standard":
+        m = torch.tensor(mean, device=x.device).view(1, -1, 1, 1)
+        s = torch.tensor(std, device=x.device).view(1, -1, 1, 1)
+        x = (x - m) / s
+    elif normalize == "lecun":
+        x = x * 1.275 - 0.1
+    return x
 
 
 @dataclass(frozen=True)
@@ -59,6 +87,14 @@ class Weights:
     @property
     def path(self) -> Path | None:
         return weights_dir() / self.file if self.file else None
+
+    def transforms(self):
+        """uint8 images ``(B, C, H, W)`` -> the float batch this set's network was trained on (its
+        input size, normalisation, mean and std), as torchvision's ``weights.transforms()``. The
+        polarity is the set's own (``meta["input"]["polarity"]``: MNIST's light strokes on dark)."""
+        inp = self.meta["input"]
+        return functools.partial(transform_batch, mean=inp["mean"], std=inp["std"], normalize=inp["normalize"],
+                                 resize=inp["size"])
 
 
 def registry() -> dict[str, Weights]:

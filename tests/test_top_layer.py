@@ -94,3 +94,27 @@ def test_the_compact_top_keeps_few_vectors_and_its_accuracy():
     assert acc_new > acc_old - 0.02 and acc_new > 0.85, (acc_old, acc_new)
     assert new.done_learning and new.phase == new.learning_epochs == 2 + 1 + 2
     assert torch.allclose(new.refs.norm(dim=1), torch.ones(new.refs.shape[0]), atol=1e-5)
+
+
+def test_the_curve_plot_groups_rows_by_setting_over_seeds(tmp_path):
+    """benchmarks/plot_fukushima_top.py: one point per setting, the mean of its seeds with their
+    range, sorted by size; the PNG is written."""
+    import json
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+    import plot_fukushima_top
+
+    def row(seed, setting, refs, a1, a4):
+        return "ROW " + json.dumps({"seed": seed, "setting": setting, "refs": refs, "refs_mb": 1.0,
+                                    "val_acc": {"1": a1, "4": a4}})
+    records = [{"output": "\n".join(["torch ...", row(0, {}, 20000, 0.98, 0.99), row(0, {"margin": 0.0}, 3000, 0.96, 0.97)])},
+               {"output": "\n".join([row(1, {"margin": 0.0}, 1000, 0.94, 0.95), row(1, {}, 22000, 0.982, 0.992)])}]
+    pts = plot_fukushima_top.points(records)
+    assert [p["setting"] for p in pts] == [{"margin": 0.0}, {}]
+    assert pts[0]["refs"] == 2000 and pts[0]["n"] == 2
+    assert pts[0]["1"] == pytest.approx((95.0, 94.0, 96.0)) and pts[1]["4"] == pytest.approx((99.1, 99.0, 99.2))
+    out = tmp_path / "curve.png"
+    plot_fukushima_top.plot(pts, out)
+    assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

@@ -32,8 +32,11 @@ def test_every_shipped_set_loads_matches_its_hash_and_its_record(w, monkeypatch)
     assert W.sha256_of(w.path) == w.sha256 and w.path.stat().st_size == w.bytes
     net = W.pretrained(w.model, w.data)
     size, channels = w.meta["input"]["size"], w.meta["input"]["channels"]
+    blank = w.transforms()(torch.zeros(2, channels, size, size, dtype=torch.uint8))  # a blank page, as it expects it
+    if w.meta["input"]["normalize"] == "lecun":
+        assert torch.allclose(blank, torch.full_like(blank, -0.1))  # the paper's background
     with torch.no_grad():
-        out = net(torch.zeros(2, channels, size, size))
+        out = net(blank)
     assert out.shape == (2, len(w.meta["input"]["classes"])) and torch.isfinite(out).all()
     store, line = w.meta["record"].removeprefix("benchmarks/results/").split(".jsonl:")
     (rec,) = [r for r in read_records(store) if r["_line"] == int(line)]
@@ -87,6 +90,12 @@ def test_the_median_validation_seed_is_shipped_and_loads_by_name(tiny_weights, m
     assert not net.training and torch.equal(net(x), ref.eval()(x))
     hub = torch.hub.load(str(ROOT), "convnet", source="local", weights="tiny")
     assert torch.equal(hub(x), net(x))
+    from training.data import MNISTDataModule
+
+    dm = MNISTDataModule(root=str(mnist_root), val_size=200, download=False)  # as the runs (FAST)
+    dm.setup()
+    u8 = dm.data["test"][0][:8]
+    assert torch.equal(w.transforms()(u8), dm.transform(u8))
 
 
 def test_predict_and_eval_take_a_weights_name(tiny_weights, mnist_root, tmp_path, monkeypatch):

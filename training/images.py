@@ -28,6 +28,7 @@ import torch
 import torch.nn.functional as F
 
 from models.errors import ImageError
+from models.weights import transform_batch  # noqa: F401  (the evaluation transform; re-exported)
 
 NORMALIZATIONS = ("standard", "lecun", "unit")
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp"}
@@ -53,31 +54,6 @@ def training_background(state: dict | None, in_channels: int) -> tuple[int, bool
         m = sum(mean) / len(mean)
         return (0 if m < 0.5 else 255), (m < 0.35 or m > 0.65)
     return 0, in_channels == 1
-
-
-def transform_batch(
-    x: torch.Tensor,
-    mean: list[float],
-    std: list[float],
-    normalize: str = "standard",
-    resize: int | None = None,
-) -> torch.Tensor:
-    """uint8 ``(B, C, H, W)`` -> normalised float batch, on whatever device ``x`` is.
-
-    ``standard``: (x/255 - mean) / std, as torchvision's ToTensor + Normalize.
-    ``lecun``: background (0) -> -0.1, foreground (255) -> 1.175 (LeCun et al. 1998, II.B).
-    ``unit``: x / 255.
-    """
-    x = x.float().div_(255.0)
-    if resize is not None and x.shape[-1] != resize:
-        x = F.interpolate(x, size=(resize, resize), mode="bilinear", antialias=True, align_corners=False)
-    if normalize == "standard":
-        m = torch.tensor(mean, device=x.device).view(1, -1, 1, 1)
-        s = torch.tensor(std, device=x.device).view(1, -1, 1, 1)
-        x = (x - m) / s
-    elif normalize == "lecun":
-        x = x * 1.275 - 0.1
-    return x
 
 
 # --- framing a digit as MNIST's makers did ----------------------------------------------------------
