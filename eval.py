@@ -35,7 +35,7 @@ def build_datamodule(cfg: DictConfig, model: Classifier, ckpt: dict):
     if cfg.get("data") is None:
         state = checkpoint_data_state(ckpt)
         if state is None:
-            raise CheckpointError(f"{cfg.ckpt_path} does not record its data set; name one, e.g. data=mnist")
+            raise CheckpointError(f"{source_of(cfg)} does not record its data set; name one, e.g. data=mnist")
         data_cfg = {"_target_": state["target"], **state["hparams"]}
         root = cfg.get("data_root") or (os.environ.get("DATA_DIR") if "weights_name" in ckpt else None)
         if root:  # shipped weights read their data where this machine keeps it
@@ -51,23 +51,27 @@ def build_datamodule(cfg: DictConfig, model: Classifier, ckpt: dict):
     return instantiate(cfg.data, **({"root": cfg.data_root} if cfg.get("data_root") else {}))
 
 
+def source_of(cfg: DictConfig) -> str:
+    """What is evaluated: the shipped weights' name (``weights=``), else the checkpoint file; both
+    are read by training.checkpoint.read_checkpoint."""
+    return str(cfg.weights) if cfg.get("weights") else cfg.ckpt_path
+
+
 def check_eval_config(cfg: DictConfig) -> None:
-    """What eval.py cannot honour is refused rather than ignored: no ``ckpt_path``; a ``model``
-    (the checkpoint's own network is evaluated, never another one under its name); a ``data``
-    setting without a data set (``+data.root=...``: the checkpoint's data set in another folder is
-    ``data_root=...``)."""
+    """What eval.py cannot honour is refused rather than ignored: neither ``ckpt_path`` nor
+    ``weights``, or both; a ``model`` (the checkpoint's own network is evaluated, never another one
+    under its name); a ``data`` setting without a data set (``+data.root=...``: the checkpoint's
+    data set in another folder is ``data_root=...``)."""
     from omegaconf import OmegaConf
 
     no_path = OmegaConf.is_missing(cfg, "ckpt_path") or not cfg.get("ckpt_path")
-    if cfg.get("weights"):  # shipped weights by name: read like a checkpoint (training.checkpoint.read_checkpoint)
-        if not no_path:
-            raise ConfigError(f"give ckpt_path or weights, not both (got ckpt_path={cfg.ckpt_path}, "
-                              f"weights={cfg.weights})")
-        cfg.ckpt_path = str(cfg.weights)
-    elif no_path:
+    if cfg.get("weights") and not no_path:
+        raise ConfigError(f"give ckpt_path or weights, not both (got ckpt_path={cfg.ckpt_path}, "
+                          f"weights={cfg.weights})")
+    if not cfg.get("weights") and no_path:
         raise ConfigError("ckpt_path must be given: python eval.py ckpt_path=<run>/checkpoints/last.ckpt "
                           "(or shipped weights: python eval.py weights=lenet5:mnist)")
-    if not isinstance(cfg.get("ckpt_path"), str):
+    if not cfg.get("weights") and not isinstance(cfg.get("ckpt_path"), str):
         raise ConfigError(f"ckpt_path must be one file, ckpt_path=<run>/checkpoints/last.ckpt, got {cfg.get('ckpt_path')!r}")
     if "model" in cfg:
         raise ConfigError(
@@ -96,7 +100,7 @@ def evaluate(cfg: DictConfig) -> dict[str, float]:
     check_trainer_config(cfg.trainer)
     L.seed_everything(cfg.seed, workers=True)
     torch.set_float32_matmul_precision(cfg.matmul_precision)
-    model, ckpt = Classifier.load_with_checkpoint(cfg.ckpt_path)
+    model, ckpt = Classifier.load_with_checkpoint(source_of(cfg))
     datamodule = build_datamodule(cfg, model, ckpt)
     trainer: L.Trainer = instantiate_trainer(cfg.trainer)
     trainer.test(model, datamodule=datamodule)
@@ -109,7 +113,7 @@ def main(cfg: DictConfig) -> None:
 
     with friendly_errors():
         metrics = evaluate(cfg)
-    print(f"test/acc: {metrics['test/acc']:.4f}  test/loss: {metrics['test/loss']:.4f}  ({cfg.ckpt_path})")
+    print(f"test/acc: {metrics['test/acc']:.4f}  test/loss: {metrics['test/loss']:.4f}  ({source_of(cfg)})")
 
 
 if __name__ == "__main__":
