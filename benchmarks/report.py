@@ -9,14 +9,16 @@ A row selects records (a file and the values some keys must have), takes one fig
 (a metric) and prints n, mean ± std over the records (seeds), the standard error of the mean,
 the paper's figure and the gap to it in standard errors, and which lines of which file the
 figure comes from. No figure in those tables is typed by hand: a test runs ``--check``.
+
+The Fukushima tables are in ``report_fukushima.py`` and the prose figures (``<!-- fig:KEY:WHAT -->``,
+``PROSE_ROWS``) in ``report_prose.py``: this file imports both once its core is defined, registers
+their tables, and re-exports their names (``report.figure``, ``report.top_rows``, ...).
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import math
-import re
 import statistics
 import sys
 from dataclasses import dataclass, replace
@@ -24,7 +26,10 @@ from pathlib import Path
 from typing import Any, Callable
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+sys.path[:0] = [str(ROOT), str(ROOT / "benchmarks")]  # the project; report_prose.py and report_fukushima.py
+# report_fukushima.py and report_prose.py import this module as ``report``: one module however it was
+# started (run as a script it is __main__; plot_fukushima_top.py imports it as benchmarks.report)
+sys.modules.setdefault("report", sys.modules[__name__])
 
 from training.records import read_records  # noqa: E402
 
@@ -450,89 +455,11 @@ def comparison_table() -> str:
 TABLES["comparison"] = comparison_table  # a table of its own shape (one row per model and training)
 
 
-def comparison_values(model: str, training: str, perturbation: str, level: str) -> list[float]:
-    """One cell of the comparison table as its values (accuracy %, one per scored seed); the
-    perturbation ``test`` gives the row's test accuracy on the 10,000 digits. Prose cites a cell as
-    ``<!-- fig:cmp.MODEL.TRAINING.PERTURBATION.LEVEL:mean -->`` (e.g. ``cmp.mlp.none.noise.50``)."""
-    if perturbation == "test":
-        return [100 * r["metrics"]["test/acc"] for r in _train_records(model, training)[1]]
-    tol = read_records("tolerance_compare")
-    return [100 * res[perturbation][level] for r in tol for label, res in r["results"].items()
-            if label.startswith(f"{model}/{training}/") and level in res.get(perturbation, {})]
-
-
-# Fukushima's settings against tolerance, on validation (issue 17 §3; issue 16 §2): every record of
-# bench_neocognitron.py --only fukushima --val N --shifts 2 4, its figures read from the table it printed.
-FUKUSHIMA_ROW = re.compile(r"^neocognitron_fukushima \(self-organised\)\s+([\d.]+)%\s+([\d.]+)%\s+([\d.]+)%\s+(\d+)\s",
-                           re.MULTILINE)
-
-
-def _arg(argv: list[str], flag: str, default: str) -> str:
-    return argv[argv.index(flag) + 1] if flag in argv else default
-
-
-def fukushima_run(r: dict) -> dict | None:
-    """A validation run with shifts: settings, centred / 2 px / 4 px accuracy, US4's vectors (None: another run)."""
-    argv = r.get("argv", [])
-    m = FUKUSHIMA_ROW.search(r.get("output", ""))
-    if "--val" not in argv or _arg(argv, "--shifts", "") != "2" or "4" not in argv or m is None:
-        return None
-    kw = _arg(argv, "--fukushima-kwargs", "{}")
-    refs = re.findall(r"US4 (\d+) reference vectors", r["output"])
-    return {"settings": ("defaults" if kw == "{}" else kw.strip("{}").replace('"', "")),
-            "augment": int(_arg(argv, "--augment", "0")), "val": int(_arg(argv, "--val", "0")),
-            "images": int(_arg(argv, "--test-limit", _arg(argv, "--val", "0"))),
-            "acc": [float(m.group(i)) for i in (1, 2, 3)], "train_s": int(m.group(4)), "line": r["_line"],
-            "refs": int(refs[-1]) if refs else None}
-
-
-def fukushima_settings() -> list[dict]:
-    """One entry per validation run with shifts (``fukushima_run``), with its Pareto flag."""
-    runs = [run for run in map(fukushima_run, read_records("neocognitron")) if run]
-    for a in runs:  # on the front: no other run at least as good on both axes and better on one
-        a["pareto"] = not any(b["acc"][0] >= a["acc"][0] and b["acc"][1] >= a["acc"][1] and b["acc"][:2] != a["acc"][:2]
-                              for b in runs)
-    return runs
-
-
-def fukushima_table() -> str:
-    lines = ["| settings (changes from the defaults) | learns from shifts ≤ | centred % | 2 px % | 4 px % | cost at 2 px / "
-             "4 px (points) | on the Pareto front | record |", "|" + " --- |" * 8]
-    for a in sorted(fukushima_settings(), key=lambda a: (-a["acc"][0], -a["acc"][1])):
-        c, s2, s4 = a["acc"]
-        lines.append(f"| {a['settings']} | {a['augment']} px | {c:.2f} | {s2:.2f} | {s4:.2f} | {c - s2:.2f} / {c - s4:.2f} "
-                     f"| {'**yes**' if a['pareto'] else ''} | `neocognitron.jsonl` {a['line']} |")
-    return "\n".join(lines)
-
+# Fukushima's settings against tolerance, and his top layer's vectors against accuracy (report_fukushima.py)
+from report_fukushima import (FUKUSHIMA_ROW, fukushima_run, fukushima_settings, fukushima_table,  # noqa: E402,F401
+                              fukushima_top_table, top_rows)
 
 TABLES["fukushima_tolerance"] = fukushima_table
-
-
-# Fukushima's top layer: reference vectors against validation accuracy (issue 27 §1), every ROW line of
-# bench_fukushima_top.py's records, grouped by setting over seeds.
-def top_rows(record: dict) -> list[dict]:
-    """The ROW lines a bench_fukushima_top.py record printed: one setting of one seed each."""
-    return [json.loads(line[4:]) for line in record.get("output", "").splitlines() if line.startswith("ROW ")]
-
-
-def fukushima_top_table() -> str:
-    groups: dict[str, list[tuple[dict, int]]] = {}
-    for r in read_records("fukushima_top"):
-        for row in top_rows(r):
-            groups.setdefault(json.dumps(row["setting"], sort_keys=True), []).append((row, r["_line"]))
-    lines = ["| top-layer setting (changes from the defaults) | seeds | reference vectors | MB of vectors | "
-             "val % (k=1) | val % (k=4) | record |", "|" + " --- |" * 7]
-    for key, rows in sorted(groups.items(), key=lambda kv: -statistics.fmean(r["refs"] for r, _ in kv[1])):
-        refs = summary([r["refs"] for r, _ in rows])
-        mb = statistics.fmean(r["refs_mb"] for r, _ in rows)
-        accs = [summary([100 * r["val_acc"][k] for r, _ in rows]) for k in ("1", "4")]
-        cells = [f"{a['mean']:.2f}" + (f" ± {a['std']:.2f}" if a["n"] > 1 else "") for a in accs]
-        setting = key.strip("{}").replace('"', "") or "defaults"
-        lines.append(f"| {setting} | {refs['n']} | {refs['mean']:,.0f} | {mb:.1f} | {cells[0]} | {cells[1]} | "
-                     f"`fukushima_top.jsonl` {_lines([{'_line': ln} for _, ln in rows])} |")
-    return "\n".join(lines)
-
-
 TABLES["fukushima_top"] = fukushima_top_table
 
 
@@ -620,91 +547,8 @@ def render(table: str) -> str:
     return "\n".join([HEADERS.get(table, HEADER), *(render_row(r) for r in TABLES[table])])
 
 
-# Figures the docs' prose cites that no table shows (issue 30 §3): keyed rows like the tables', in no
-# table; a doc's <!-- fig:KEY:WHAT --> marker is where each is written.
-def _printed(pattern: str, group: int = 1) -> Callable[[dict], list[float]]:
-    """A metric: what a benchmark printed, group ``group`` of each match of ``pattern`` in a record's
-    output (a record it does not match gives the row no figure)."""
-    return lambda r: [float(m.group(group)) for m in re.finditer(pattern, r.get("output", ""), re.MULTILINE)]
-
-
-def _prose(key: str, store: str, metric: str | Callable[[dict], Any], where: dict | None = None, **kw: Any) -> Row:
-    return Row(key, "", store, where or {}, metric, "", key=key, **kw)
-
-
-def _fukushima_setting(settings: str, augment: int, column: str) -> Callable[[dict], float | None]:
-    """A metric: one figure of the fukushima_tolerance table's run with these settings, learning from
-    shifts of up to ``augment`` px: its ``centred``, ``2px`` or ``4px`` validation accuracy %, or
-    ``refs``, US4's reference vectors."""
-    def metric(r: dict) -> float | None:
-        run = fukushima_run(r)
-        if run is None or (run["settings"], run["augment"]) != (settings, augment):
-            return None
-        return run["refs"] if column == "refs" else run["acc"][("centred", "2px", "4px").index(column)]
-    return metric
-
-
-def _top(setting: dict, field: str) -> Callable[[dict], list[float]]:
-    """A metric: one field of the fukushima_top table's setting, one value per seed."""
-    def value(row: dict) -> float:
-        return row["val_acc"][field[1:]] * 100 if field in ("k1", "k4") else row[field]
-    return lambda r: [value(row) for row in top_rows(r) if row["setting"] == setting]
-
-
-FUKUSHIMA_PROSE = (  # (key, the settings as the fukushima_tolerance table shows them, learns from shifts <= px)
-    ("defaults", "defaults", 0), ("s_kernels5", "s_kernels: [5, 5, 5]", 0), ("c_gains2", "c_gains: [2.0, 2.0, 2.0]", 0),
-    ("c_gains4", "c_gains: [4.0, 4.0, 4.0]", 0), ("c_gains8", "c_gains: [8.0, 16.0, 16.0]", 0),
-    ("c_kernels5", "c_kernels: [5, 5, 5]", 0), ("c_kernels557", "c_kernels: [5, 5, 7]", 0),
-    ("c_strides2", "c_strides: [2, 2, 2]", 0), ("thetas_learn08", "thetas_learn: [0.75, 0.7, 0.8]", 0),
-    ("thetas07", "thetas: [0.7, 0.55, 0.5]", 0), ("thetas05", "thetas: [0.5, 0.5, 0.5]", 0),
-    ("top_epochs2", "top_epochs: 2", 3), ("top_epochs3", "top_epochs: 3", 3),
-    ("compact", "thetas_learn: [0.75, 0.7, 0.5], margin: 0.0, reinforce: true, top_epochs: 3, adjust_epochs: 4, "
-     "adjust_rate: 0.1, intvec_k: 1", 3),
-)
-COMPACT_TOP = {"margin": 0.0, "reinforce": True, "thetas_learn": [0.75, 0.7, 0.5]}
-TOP_SETTINGS = {"defaults": {}, "plain": {"margin": 0.0, "thetas_learn": [0.75, 0.7, 0.5]}, "reinforced": COMPACT_TOP,
-                "adjusted": {**COMPACT_TOP, "adjust_epochs": 4, "adjust_rate": 0.1},
-                "adjusted3": {**COMPACT_TOP, "top_epochs": 3, "adjust_epochs": 4, "adjust_rate": 0.1}}
-VAL5000 = "bench_neocognitron.py --only fukushima --val 5000 --split-seed {split} --threads 1 --fukushima-kwargs {kw}"
-PROBE = "bench_neocognitron.py --root ../shared/data --val 5000 --train-limit 10000 --probe 0 1 2 3"
-PROSE_ROWS: list[Row] = [
-    # LeNet-1 and LeNet-4 under lecun_sqrt, before init=pytorch (docs/results.md); the first seeds are untraceable
-    *(_prose(f"{m}_lecun_x{sc}", "lenet", "test_err",
-             {"model": m, "batch_size": 16, "step_scale": sc, "model_kwargs": {}})
-      for m, sc in (("lenet1", 4), ("lenet4", 2), ("lenet4", 4))),
-    # Fukushima's settings on validation: the fukushima_tolerance table's runs, and four on all 5,000 images
-    *(_prose(f"fs.{key}.{augment}px.{column}", "neocognitron", _fukushima_setting(settings, augment, column),
-             digits=0 if column == "refs" else 2)
-      for key, settings, augment in FUKUSHIMA_PROSE for column in ("centred", "2px", "4px", "refs")),
-    *(_prose(f"fs5000.{key}.split{split}", "neocognitron",
-             _printed(r"^neocognitron_fukushima \(self-organised\)\s+([\d.]+)%"),
-             {"command": VAL5000.format(split=split, kw=kw)})
-      for key, kw in (("defaults", "{}"), ("thetas05", '{"thetas": [0.5, 0.5, 0.5]}')) for split in (0, 1)),
-    # the layers against a nearest-neighbour memory (bench_neocognitron.py --probe): vector length, k=1, k=4
-    *(_prose(f"probe.{layer}.{what}", "neocognitron",
-             _printed(rf"^\s*{layer} .*?\((\d+) values.*?val ([\d.]+)% \(k=1\), ([\d.]+)% \(k=4\)", group),
-             {"command": PROBE}, digits=0 if what == "values" else 2)
-      for layer in ("U0", "UC1", "UC2", "UC3") for what, group in (("values", 1), ("k1", 2), ("k4", 3))),
-    # Fukushima's top layer (docs/neocognitron_fukushima.md): the fukushima_top table's settings, its speed run
-    *(_prose(f"top.{key}.{field}", "fukushima_top", _top(setting, field),
-             digits={"refs": 0, "refs_mb": 1}.get(field, 2))
-      for key, setting in TOP_SETTINGS.items() for field in ("refs", "refs_mb", "k1", "k4")),
-    _prose("top.values", "fukushima_top", _printed(r"(\d+) values per vector"), digits=0),
-    _prose("top.speedup.network", "fukushima_top", _printed(r"speed-up: whole network ([\d.]+)x"), digits=1),
-    _prose("top.speedup.top", "fukushima_top", _printed(r"speed-up: .*top layer ([\d.]+)x"), digits=1),
-    _prose("weights_mlp_train_s", "weights_mlp", "metrics.time/train_s", {"model": "mlp"}, digits=0),
-    _prose("tolerant.refs", "fukushima_tolerant", "metrics.train/us4_refs", digits=0, keep=_tested_last_epoch),
-]
-
-
-# Figures in prose (issue 30 §3): ``<!-- fig:KEY:WHAT -->…<!-- /fig -->`` holds a figure of the row
-# whose ``key`` is KEY (a table's or PROSE_ROWS'), written by report.py like the tables and checked by
-# ``--check``. WHAT: mean, std, n, se, mean_std ("1.09 ± 0.15"), gap ("+1.2"), min, max, median, or
-# seedN (the figure of seed N's record alone).
-FIG = re.compile(r"<!-- fig:([A-Za-z0-9_.-]+):([a-z0-9_]+) -->(.*?)<!-- /fig -->", re.DOTALL)
-
-
 def keyed_rows() -> dict[str, Row]:
+    """The rows a prose figure can cite by key (report_prose.py): the tables' keyed rows, then PROSE_ROWS'."""
     rows: dict[str, Row] = {}
     for table in [*TABLES.values(), PROSE_ROWS]:
         for row in table if isinstance(table, list) else []:
@@ -713,44 +557,9 @@ def keyed_rows() -> dict[str, Row]:
     return rows
 
 
-def figure(key: str, what: str) -> str:
-    seed = re.fullmatch(r"seed(\d+)", what)
-    if key.startswith("cmp."):  # a cell of the comparison table
-        parts = key.split(".")
-        if len(parts) != 5:
-            raise SystemExit(f"error: a prose figure cites {key!r}; a comparison cell is cmp.MODEL.TRAINING.PERTURBATION.LEVEL")
-        row = Row(key, "", "tolerance_compare", {}, "", "", digits=2 if parts[3] == "test" else 1)
-        values = comparison_values(*parts[1:])
-    else:
-        row = keyed_rows().get(key)
-        if row is None:
-            raise SystemExit(f"error: a prose figure cites row key {key!r}; the keyed rows are {sorted(keyed_rows())}")
-        records = select(row)
-        if seed:
-            records = [r for r in records if r.get("seed") == int(seed.group(1))]
-        values = figures(row, records)
-    s, d = summary(values), row.digits
-    if not values:
-        return "no record yet"
-
-    def fmt(x: float) -> str:
-        return f"{x:,.{d}f}"
-
-    out = {"mean": fmt(s["mean"]), "std": fmt(s["std"]), "se": fmt(s["se"]), "n": f"{s['n']}",
-           "mean_std": f"{fmt(s['mean'])} ± {fmt(s['std'])}", "min": fmt(min(values)), "max": fmt(max(values)),
-           "median": fmt(statistics.median(values)),
-           "gap": f"{(s['mean'] - row.paper) / gap_se(row, s['se']):+.1f}" if row.paper is not None and s["n"] > 1 else "—"}
-    if seed and not key.startswith("cmp."):
-        out[what] = out["mean"]  # that seed's figure (the mean, should a run have been recorded twice)
-    if what not in out:
-        raise SystemExit(f"error: a prose figure asks for {what!r} of row {key!r}; use one of {sorted(out)}")
-    return out[what]
-
-
-def update_figures(text: str) -> str:
-    """``text`` with every prose figure rewritten from the records."""
-    return FIG.sub(lambda m: f"<!-- fig:{m.group(1)}:{m.group(2)} -->{figure(m.group(1), m.group(2))}<!-- /fig -->",
-                   text)
+# The prose figures (report_prose.py): PROSE_ROWS, the rows no table shows, and the <!-- fig: --> markers
+from report_prose import (FIG, PROSE_ROWS, _printed, _prose, comparison_values, figure,  # noqa: E402,F401
+                          update_figures)
 
 
 def update(text: str, names: list[str] | None = None) -> str:
