@@ -4,9 +4,9 @@ the highest seed), with ``intvec_k`` 1 and 4, and issue 27's goal marked (3,000 
 
     python benchmarks/plot_fukushima_top.py     # docs/fukushima_top.png from benchmarks/results/fukushima_top.jsonl
 
-It reads the ``ROW`` lines that ``bench_fukushima_top.py`` printed (the table in
-docs/neocognitron_fukushima.md is generated from the same lines by ``report.py``). Every point is a
-validation figure: the test split is never read by that benchmark's curve.
+It reads the ``ROW`` lines that ``bench_fukushima_top.py`` printed with ``report_fukushima.top_rows``
+(``report.py`` generates the table in docs/neocognitron_fukushima.md from the same lines). Every point
+is a validation figure: the test split is never read by that benchmark's curve.
 """
 
 from __future__ import annotations
@@ -18,9 +18,9 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+sys.path[:0] = [str(ROOT), str(ROOT / "benchmarks")]  # the project (training) and report_fukushima
 
-from benchmarks.report import top_rows  # noqa: E402
+from report_fukushima import top_rows  # noqa: E402
 from training.records import read_records  # noqa: E402
 
 GOAL_REFS, GOAL_ACC = 3000, 99.0  # issue 27 §1 (its accuracy goal is a test figure; drawn for scale)

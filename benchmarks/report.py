@@ -10,139 +10,32 @@ A row selects records (a file and the values some keys must have), takes one fig
 the paper's figure and the gap to it in standard errors, and which lines of which file the
 figure comes from. No figure in those tables is typed by hand: a test runs ``--check``.
 
-The Fukushima tables are in ``report_fukushima.py`` and the prose figures (``<!-- fig:KEY:WHAT -->``,
-``PROSE_ROWS``) in ``report_prose.py``: this file imports both once its core is defined, registers
-their tables, and re-exports their names (``report.figure``, ``report.top_rows``, ...).
+The tables are here; the machinery they are made of (``Row``, ``select``, ``render_row``, ...) is in
+``report_core.py``, the Fukushima tables in ``report_fukushima.py`` and the prose figures
+(``<!-- fig:KEY:WHAT -->``, ``PROSE_ROWS``) in ``report_prose.py``, none of which imports this file.
+Their names are re-exported here (``report.Row``, ``report.top_rows``, ``report.PROSE_ROWS``, ...);
+``figure`` and ``update_figures`` read this module's ``TABLES`` and ``PROSE_ROWS`` when called.
 """
 
 from __future__ import annotations
 
 import argparse
-import math
-import statistics
 import sys
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from pathlib import Path
-from typing import Any, Callable
+from typing import Callable
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path[:0] = [str(ROOT), str(ROOT / "benchmarks")]  # the project; report_prose.py and report_fukushima.py
-# report_fukushima.py and report_prose.py import this module as ``report``: one module however it was
-# started (run as a script it is __main__; plot_fukushima_top.py imports it as benchmarks.report)
-sys.modules.setdefault("report", sys.modules[__name__])
+sys.path[:0] = [str(ROOT), str(ROOT / "benchmarks")]  # the project (training, models) and report_core & co
 
+import report_prose  # noqa: E402
+from report_core import (HEADER, Row, _get, _lines, _tested_last_epoch, figures, gap_se,  # noqa: E402,F401
+                         render_row, select, summary, traceable)
+from report_fukushima import (FUKUSHIMA_ROW, fukushima_run, fukushima_settings, fukushima_table,  # noqa: E402,F401
+                              fukushima_top_table, top_rows)
+from report_prose import FIG, PROSE_ROWS, _printed, _prose  # noqa: E402,F401
 from training.records import read_records  # noqa: E402
 
-
-@dataclass
-class Row:
-    """One line of a table: the records of ``store`` whose keys equal ``where``, and ``metric``."""
-
-    label: str
-    data: str
-    store: str
-    where: dict[str, Any]
-    metric: str | Callable[[dict], float]
-    command: str
-    paper: float | None = None
-    scale: float = 1.0  # e.g. 100 for a fraction shown as a percentage
-    digits: int = 2
-    note: str = ""
-    stat: str = "mean"  # "median" for times: this machine is shared and noisy (median, min-max, n)
-    keep: Callable[[dict], bool] | None = None  # a further test a record must pass (e.g. on its overrides)
-    paper_n: int | None = None  # the paper's test-set size: its figure's own binomial error joins the gap's SE
-    key: str = ""  # a name prose can cite the row's figures by: <!-- fig:KEY:mean -->1.09<!-- /fig -->
-
-
-def _get(record: dict, key: str) -> Any:
-    """``record[key]``, where ``key`` may be dotted (``metrics.test/acc``)."""
-    value: Any = record
-    for part in key.split("."):
-        if not isinstance(value, dict) or part not in value:
-            return None
-        value = value[part]
-    return value
-
-
-def traceable(record: dict) -> bool:
-    """Whether a record says what made it: the command, the commit and the date. The first records
-    of ``lenet.jsonl`` (lines 1-14) predate the results store and say none of them: they stay in
-    the store, and no generated table uses them (issue 30 §3)."""
-    return bool(record.get("command") and _get(record, "git.commit") and record.get("date"))
-
-
-def select(row: Row) -> list[dict]:
-    """The records of the row: traceable, its keys have the row's values, and the row's figure is there.
-    A run on part of the training set (``train_size``, Fig. 6) counts only in a row that asks for it."""
-    return [r for r in read_records(row.store) if traceable(r) and all(_get(r, k) == v for k, v in row.where.items())
-            and ("train_size" in r) <= ("train_size" in row.where)
-            and (callable(row.metric) or _get(r, row.metric) is not None) and (row.keep is None or row.keep(r))]
-
-
-def figures(row: Row, records: list[dict]) -> list[float]:
-    """The row's figure from each record (a callable metric may give several: one per model a
-    record holds)."""
-    values = []
-    for r in records:
-        v = row.metric(r) if callable(row.metric) else _get(r, row.metric)
-        values += v if isinstance(v, list) else [v]
-    return [float(v) * row.scale for v in values if v is not None]
-
-
-def summary(values: list[float]) -> dict[str, float]:
-    n = len(values)
-    mean = statistics.fmean(values) if n else math.nan
-    std = statistics.stdev(values) if n > 1 else math.nan
-    return {"n": n, "mean": mean, "std": std, "se": std / math.sqrt(n) if n > 1 else math.nan}
-
-
-def _lines(records: list[dict]) -> str:
-    """Line numbers as ranges: 1-4, 7."""
-    nums, spans = sorted({r["_line"] for r in records}), []  # a record holding several seeds counts once
-    for x in nums:
-        if spans and x == spans[-1][1] + 1:
-            spans[-1][1] = x
-        else:
-            spans.append([x, x])
-    return ", ".join(f"{a}" if a == b else f"{a}-{b}" for a, b in spans)
-
-
-def gap_se(row: Row, se: float) -> float:
-    """The standard error of the difference between our mean and the paper's figure: our seeds'
-    SE, and, when the row knows the paper's test-set size, the paper's own binomial error on it
-    (0.95% on 10,000 digits: +-0.10), both in the row's units (a percentage: ``row.scale`` 100 or
-    a metric already in %)."""
-    if not row.paper_n:
-        return se
-    p = row.paper / 100.0  # the paper's figures here are percentages
-    return math.sqrt(se ** 2 + (100.0 * math.sqrt(p * (1 - p) / row.paper_n)) ** 2)
-
-
-def render_row(row: Row) -> str:
-    per_record = [(r, figures(row, [r])) for r in select(row)]
-    records = [r for r, v in per_record if v]  # cited: those that give the row a figure
-    values = [x for _, v in per_record for x in v]
-    s = summary(values)
-    d = row.digits
-    if s["n"] == 0:
-        ours = "no record yet"
-    elif row.stat == "median":
-        ours = (f"median **{statistics.median(values):.{d}f}** ({min(values):.{d}f}–{max(values):.{d}f}, "
-                f"n = {s['n']})")
-    elif s["n"] == 1:
-        ours = f"{s['mean']:.{d}f} (n = 1)"
-    else:
-        ours = f"**{s['mean']:.{d}f}** ± {s['std']:.{d}f} (n = {s['n']}, SE {s['se']:.{d}f})"
-    paper = row.note if row.paper is None else f"{row.paper:.{d}f}"
-    gap = ""
-    if row.paper is not None and s["n"] > 1 and s["se"] > 0:
-        gap = f"{(s['mean'] - row.paper) / gap_se(row, s['se']):+.1f} SE"
-    source = f"`{row.store}.jsonl` {_lines(records)}" if records else ""
-    return f"| {row.label} | {row.data} | `{row.command}` | {ours} | {paper} | {gap} | {source} |"
-
-
-HEADER = ("| model | data | command | ours: mean ± std over seeds | paper | gap | records |\n"
-          "| --- | --- | --- | --- | --- | --- | --- |")
 
 # The README's tables. Figures are test error in % (LeNet, as the paper gives them) or test
 # accuracy in %; each command appends the records its row reads.
@@ -416,12 +309,6 @@ def _train_records(model: str, training: str) -> tuple[str, list[dict]]:
                                 if _config(r) == model and want in r.get("overrides", [])]
 
 
-def _tested_last_epoch(record: dict) -> bool:
-    """A train.py run of the tolerant preset that tested the whole network (``last_epoch.ckpt``)."""
-    return (record.get("source") == "train.py"
-            and str(_get(record, "metrics.test/ckpt_path")).endswith("last_epoch.ckpt"))
-
-
 def _config(record: dict) -> str:
     """The model config a train.py run chose (``model=neocognitron_blur`` builds the registered
     ``neocognitron`` with other C-planes), else its registered model."""
@@ -455,10 +342,19 @@ def comparison_table() -> str:
 TABLES["comparison"] = comparison_table  # a table of its own shape (one row per model and training)
 
 
-# Fukushima's settings against tolerance, and his top layer's vectors against accuracy (report_fukushima.py)
-from report_fukushima import (FUKUSHIMA_ROW, fukushima_run, fukushima_settings, fukushima_table,  # noqa: E402,F401
-                              fukushima_top_table, top_rows)
+def comparison_values(model: str, training: str, perturbation: str, level: str) -> list[float]:
+    """One cell of the comparison table as its values (accuracy %, one per scored seed); the
+    perturbation ``test`` gives the row's test accuracy on the 10,000 digits. Prose cites a cell as
+    ``<!-- fig:cmp.MODEL.TRAINING.PERTURBATION.LEVEL:mean -->`` (e.g. ``cmp.mlp.none.noise.50``)."""
+    if perturbation == "test":
+        return [100 * r["metrics"]["test/acc"] for r in _train_records(model, training)[1]]
+    tol = read_records("tolerance_compare")
+    return [100 * res[perturbation][level] for r in tol for label, res in r["results"].items()
+            if label.startswith(f"{model}/{training}/") and level in res.get(perturbation, {})]
 
+
+# Fukushima's settings against tolerance, on validation (issue 17 §3), and his top layer's reference
+# vectors against validation accuracy (issue 27 §1): report_fukushima.py
 TABLES["fukushima_tolerance"] = fukushima_table
 TABLES["fukushima_top"] = fukushima_top_table
 
@@ -547,19 +443,20 @@ def render(table: str) -> str:
     return "\n".join([HEADERS.get(table, HEADER), *(render_row(r) for r in TABLES[table])])
 
 
+# The prose figures (report_prose.py) cite the rows of TABLES and PROSE_ROWS by key: both are read
+# here, when a figure is written, so that a test may replace either.
 def keyed_rows() -> dict[str, Row]:
-    """The rows a prose figure can cite by key (report_prose.py): the tables' keyed rows, then PROSE_ROWS'."""
-    rows: dict[str, Row] = {}
-    for table in [*TABLES.values(), PROSE_ROWS]:
-        for row in table if isinstance(table, list) else []:
-            if row.key:
-                rows.setdefault(row.key, row)
-    return rows
+    return report_prose.keyed_rows(TABLES, PROSE_ROWS)
 
 
-# The prose figures (report_prose.py): PROSE_ROWS, the rows no table shows, and the <!-- fig: --> markers
-from report_prose import (FIG, PROSE_ROWS, _printed, _prose, comparison_values, figure,  # noqa: E402,F401
-                          update_figures)
+def figure(key: str, what: str) -> str:
+    """One prose figure, ``<!-- fig:KEY:WHAT -->`` (``report_prose.figure``)."""
+    return report_prose.figure(key, what, keyed_rows(), comparison_values)
+
+
+def update_figures(text: str) -> str:
+    """``text`` with every prose figure rewritten from the records."""
+    return report_prose.update_figures(text, keyed_rows(), comparison_values)
 
 
 def update(text: str, names: list[str] | None = None) -> str:

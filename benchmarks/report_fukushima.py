@@ -1,9 +1,10 @@
-"""The Fukushima-specific tables of ``report.py``, read from what the benchmarks printed:
-``fukushima_tolerance`` (his settings against shifts, on validation: ``bench_neocognitron.py --only
-fukushima --val N --shifts 2 4``, parsed by ``fukushima_run``, with each run's Pareto flag) and
-``fukushima_top`` (his top layer's reference vectors against validation accuracy: the ``ROW`` lines of
-``bench_fukushima_top.py``, ``top_rows``). ``report.py`` imports this module once its core is defined
-and registers both tables; import ``report``, not this module, first.
+"""The Fukushima tables, read from what the benchmarks printed: ``fukushima_table``
+(``fukushima_tolerance``: his settings against shifts, on validation; the runs of
+``bench_neocognitron.py --only fukushima --val N --shifts 2 4``, parsed by ``fukushima_run``, each
+with its Pareto flag in ``fukushima_settings``) and ``fukushima_top_table`` (``fukushima_top``: his
+top layer's reference vectors against validation accuracy; the ``ROW`` lines of
+``bench_fukushima_top.py``, ``top_rows``). ``report.py`` registers both tables; this module imports
+only ``report_core``.
 """
 
 from __future__ import annotations
@@ -11,9 +12,15 @@ from __future__ import annotations
 import json
 import re
 import statistics
+import sys
+from pathlib import Path
 
-from report import _lines, summary
-from training.records import read_records
+HERE = Path(__file__).resolve().parent
+sys.path[:0] = [str(HERE.parent), str(HERE)]  # the project (training.records) and benchmarks/ (report_core)
+
+from report_core import _lines, summary  # noqa: E402
+from training.records import read_records  # noqa: E402
+
 
 # Fukushima's settings against tolerance, on validation (issue 17 §3; issue 16 §2): every record of
 # bench_neocognitron.py --only fukushima --val N --shifts 2 4, its figures read from the table it printed.

@@ -1,19 +1,23 @@
-"""The prose figures of ``report.py``: ``<!-- fig:KEY:WHAT -->...<!-- /fig -->`` in the docs holds
-one figure of the keyed row KEY (a table's, or one of ``PROSE_ROWS``: the figures prose cites that no
-table shows), or of a comparison-table cell ``cmp.MODEL.TRAINING.PERTURBATION.LEVEL``; ``figure``
-computes it and ``update_figures`` rewrites every marker of a text. ``report.py`` imports this module
-once its core is defined; import ``report``, not this module, first.
+"""The prose figures: ``<!-- fig:KEY:WHAT -->...<!-- /fig -->`` in a doc holds one figure of the
+keyed row KEY (a table's, or one of ``PROSE_ROWS``: the figures prose cites that no table shows), or
+of a comparison-table cell ``cmp.MODEL.TRAINING.PERTURBATION.LEVEL``. ``figure`` computes one and
+``update_figures`` rewrites every marker of a text. The tables are not imported: the caller passes
+the keyed rows (``keyed_rows(tables, prose_rows)``) and the comparison table's cells, as
+``report.py`` does; this module imports only ``report_core`` and ``report_fukushima``.
 """
 
 from __future__ import annotations
 
 import re
 import statistics
+import sys
+from pathlib import Path
 from typing import Any, Callable
 
-from report import Row, _tested_last_epoch, _train_records, figures, gap_se, keyed_rows, select, summary
-from report_fukushima import fukushima_run, top_rows
-from training.records import read_records
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # benchmarks/: report_core, report_fukushima
+
+from report_core import Row, _tested_last_epoch, figures, gap_se, select, summary  # noqa: E402
+from report_fukushima import fukushima_run, top_rows  # noqa: E402
 
 
 # Figures the docs' prose cites that no table shows (issue 30 §3): keyed rows like the tables', in no
@@ -93,17 +97,6 @@ PROSE_ROWS: list[Row] = [
 ]
 
 
-def comparison_values(model: str, training: str, perturbation: str, level: str) -> list[float]:
-    """One cell of the comparison table as its values (accuracy %, one per scored seed); the
-    perturbation ``test`` gives the row's test accuracy on the 10,000 digits. Prose cites a cell as
-    ``<!-- fig:cmp.MODEL.TRAINING.PERTURBATION.LEVEL:mean -->`` (e.g. ``cmp.mlp.none.noise.50``)."""
-    if perturbation == "test":
-        return [100 * r["metrics"]["test/acc"] for r in _train_records(model, training)[1]]
-    tol = read_records("tolerance_compare")
-    return [100 * res[perturbation][level] for r in tol for label, res in r["results"].items()
-            if label.startswith(f"{model}/{training}/") and level in res.get(perturbation, {})]
-
-
 # Figures in prose (issue 30 §3): ``<!-- fig:KEY:WHAT -->…<!-- /fig -->`` holds a figure of the row
 # whose ``key`` is KEY (a table's or PROSE_ROWS'), written by report.py like the tables and checked by
 # ``--check``. WHAT: mean, std, n, se, mean_std ("1.09 ± 0.15"), gap ("+1.2"), min, max, median, or
@@ -111,18 +104,35 @@ def comparison_values(model: str, training: str, perturbation: str, level: str) 
 FIG = re.compile(r"<!-- fig:([A-Za-z0-9_.-]+):([a-z0-9_]+) -->(.*?)<!-- /fig -->", re.DOTALL)
 
 
-def figure(key: str, what: str) -> str:
+def keyed_rows(tables: dict[str, list[Row] | Callable[[], str]], prose_rows: list[Row]) -> dict[str, Row]:
+    """The rows prose can cite by key: those of ``tables`` (a table that is a function has none) and
+    ``prose_rows``; the first row of a key wins."""
+    rows: dict[str, Row] = {}
+    for table in [*tables.values(), prose_rows]:
+        for row in table if isinstance(table, list) else []:
+            if row.key:
+                rows.setdefault(row.key, row)
+    return rows
+
+
+# A comparison-table cell as its values: (model, training, perturbation, level) -> one figure per seed
+Cells = Callable[[str, str, str, str], list[float]]
+
+
+def figure(key: str, what: str, rows: dict[str, Row], cells: Cells) -> str:
+    """``what`` of the figures of the keyed row ``key`` (one of ``rows``), or of a comparison cell
+    (``cmp.``: ``cells`` gives its values)."""
     seed = re.fullmatch(r"seed(\d+)", what)
     if key.startswith("cmp."):  # a cell of the comparison table
         parts = key.split(".")
         if len(parts) != 5:
             raise SystemExit(f"error: a prose figure cites {key!r}; a comparison cell is cmp.MODEL.TRAINING.PERTURBATION.LEVEL")
         row = Row(key, "", "tolerance_compare", {}, "", "", digits=2 if parts[3] == "test" else 1)
-        values = comparison_values(*parts[1:])
+        values = cells(*parts[1:])
     else:
-        row = keyed_rows().get(key)
+        row = rows.get(key)
         if row is None:
-            raise SystemExit(f"error: a prose figure cites row key {key!r}; the keyed rows are {sorted(keyed_rows())}")
+            raise SystemExit(f"error: a prose figure cites row key {key!r}; the keyed rows are {sorted(rows)}")
         records = select(row)
         if seed:
             records = [r for r in records if r.get("seed") == int(seed.group(1))]
@@ -145,7 +155,7 @@ def figure(key: str, what: str) -> str:
     return out[what]
 
 
-def update_figures(text: str) -> str:
-    """``text`` with every prose figure rewritten from the records."""
-    return FIG.sub(lambda m: f"<!-- fig:{m.group(1)}:{m.group(2)} -->{figure(m.group(1), m.group(2))}<!-- /fig -->",
-                   text)
+def update_figures(text: str, rows: dict[str, Row], cells: Cells) -> str:
+    """``text`` with every prose figure rewritten from the records (``figure``'s ``rows`` and ``cells``)."""
+    return FIG.sub(lambda m: f"<!-- fig:{m.group(1)}:{m.group(2)} -->"
+                             f"{figure(m.group(1), m.group(2), rows, cells)}<!-- /fig -->", text)
