@@ -342,6 +342,48 @@ def comparison_table() -> str:
 TABLES["comparison"] = comparison_table  # a table of its own shape (one row per model and training)
 
 
+# Why blurring C-planes lose under noise (issue 30 §1): the supervised Neocognitron with one piece of
+# its C- or S-cells left out at a time, trained on centred digits (train.py data.augment=false
+# trainer.max_epochs=4 test=false record=blur_noise), scored on the first 2,000 validation images its
+# run held out (bench_tolerance.py --split val --limit 2000 --record blur_noise_tol); labels "<arm>/s<seed>".
+ABLATION_ARMS = (
+    ("blur", "blurring C-planes (3×3 Gaussian, stride 2, then ψ; `model=neocognitron_blur`)",
+     "model=neocognitron_blur"),
+    ("blur_nosat", "the same blur without the saturation ψ", "model=neocognitron_blur "
+     "+model.model_kwargs.stages.0.c_saturate=false +model.model_kwargs.stages.1.c_saturate=false"),
+    ("blur_nobn", "blurring C-planes, no batch norm in the S-cells", "model=neocognitron_blur "
+     "model.model_kwargs.stages.0.batchnorm=false model.model_kwargs.stages.1.batchnorm=false"),
+    ("max", "max C-planes (2×2; `model=neocognitron`)", "model=neocognitron"),
+    ("max_nobn", "max C-planes, no batch norm in the S-cells", "model=neocognitron "
+     "model.model_kwargs.stages.0.batchnorm=false model.model_kwargs.stages.1.batchnorm=false"),
+)
+ABLATION_COLUMNS = (("centred", "none", "0"), ("noise σ 25", "noise", "25"), ("σ 50", "noise", "50"),
+                    ("σ 75", "noise", "75"), ("σ 100", "noise", "100"), ("2 px shift", "shift", "2"),
+                    ("occluded 8x8", "occlusion", "8"))
+
+
+def ablation_values(arm: str, perturbation: str, level: str) -> tuple[list[float], list[dict]]:
+    """One cell of the ablation table (accuracy as a fraction, one per seed) and the records it read."""
+    recs = [r for r in read_records("blur_noise_tol") if _get(r, "settings.split") == "val"]
+    hits = [(r, res) for r in recs for label, res in r["results"].items() if label.split("/")[0] == arm]
+    return [res[perturbation][level] for _, res in hits if level in res.get(perturbation, {})], [r for r, _ in hits]
+
+
+def ablation_table() -> str:
+    head = ["C- and S-cells (trained on centred digits, 4 epochs)", *(c for c, _, _ in ABLATION_COLUMNS), "n",
+            "train.py overrides", "records"]
+    lines = ["| " + " | ".join(head) + " |", "|" + " --- |" * len(head)]
+    for arm, name, overrides in ABLATION_ARMS:
+        clean, recs = ablation_values(arm, "none", "0")
+        cells = [_cell(ablation_values(arm, p, lv)[0]) for _, p, lv in ABLATION_COLUMNS]
+        lines.append("| " + " | ".join([name, *cells, str(len(clean)), f"`{overrides}`",
+                                        f"`blur_noise_tol.jsonl` {_lines(recs)}" if recs else "no record yet"]) + " |")
+    return "\n".join(lines)
+
+
+TABLES["blur_noise"] = ablation_table
+
+
 def comparison_values(model: str, training: str, perturbation: str, level: str) -> list[float]:
     """One cell of the comparison table as its values (accuracy %, one per scored seed); the
     perturbation ``test`` gives the row's test accuracy on the 10,000 digits. Prose cites a cell as
@@ -432,6 +474,7 @@ TABLES["headline"] = [
 # Which file holds each table (the README unless named here).
 RESULTS_MD, SPEED_MD = ROOT / "docs" / "results.md", ROOT / "docs" / "speed.md"
 TABLE_FILES = {"lenet": RESULTS_MD, "models": RESULTS_MD, "comparison": RESULTS_MD, "choices": RESULTS_MD,
+               "blur_noise": RESULTS_MD,
                "tolerance": RESULTS_MD, "fukushima_tolerance": RESULTS_MD, "speed": SPEED_MD,
                "fukushima_top": ROOT / "docs" / "neocognitron_fukushima.md", "weights": ROOT / "docs" / "weights.md",
                "lenet_fig6": ROOT / "docs" / "lenet.md"}  # its curve (bench_fukushima_top.py)

@@ -195,6 +195,20 @@ def test_a_row_names_only_the_records_that_give_its_figure():
     assert "(n = 2," in line and line.endswith("`demo.jsonl` 2 |")
 
 
+def test_the_blur_noise_ablation_reads_only_validation_scores_by_arm():
+    """Issue 30 §1: each arm's seeds from the records scored with --split val, never a test-split
+    record under the same label."""
+    res = lambda acc: {"none": {"0": 0.99}, "noise": {"50": acc}}  # noqa: E731
+    append_record("blur_noise_tol", {"settings": {"split": "val"}, "results": {"blur/s1": res(0.5), "blur/s2": res(0.7)}})
+    append_record("blur_noise_tol", {"settings": {"split": "test"}, "results": {"blur/s3": res(0.1)}})
+    append_record("blur_noise_tol", {"settings": {"split": "val"}, "results": {"blur_nosat/s1": res(0.9)}})
+    values, recs = report.ablation_values("blur", "noise", "50")
+    assert values == [0.5, 0.7] and [r["_line"] for r in recs] == [1, 1]
+    assert report.ablation_values("blur_nosat", "noise", "50")[0] == [0.9]
+    line = next(t for t in report.ablation_table().splitlines() if t.startswith("| blurring C-planes"))
+    assert "| 60.0 ± 14.1 |" in line and "`blur_noise_tol.jsonl` 1 |" in line and "| 2 |" in line
+
+
 def test_report_check_fails_when_a_figure_is_typed_by_hand(tmp_path, monkeypatch):
     monkeypatch.setattr(report, "TABLES", {"demo": [report.Row("m", "MNIST", "demo", {"model": "m"}, "err", "cmd")]})
     for e in (1.0, 3.0):
