@@ -96,6 +96,12 @@ TABLES: dict[str, list[Row] | Callable[[], str]] = {
 }
 
 
+# Fukushima's network with the compact top chosen on validation (issue 27 §1), as train.py overrides.
+COMPACT8 = ("model.model_kwargs.thetas_learn=[0.75,0.7,0.5] model.model_kwargs.margin=0.0 "
+            "model.model_kwargs.reinforce=true model.model_kwargs.top_epochs=3 model.model_kwargs.adjust_epochs=8 "
+            "model.model_kwargs.adjust_rate=0.1 model.model_kwargs.intvec_k=1 trainer.max_epochs=13")
+
+
 # The other models, through train.py with record=<name> (the checkpoint chosen on validation is tested).
 TABLES["models"] = [
     Row("`neocognitron` (the default `python train.py`: 12 epochs, random shifts), test accuracy %",
@@ -124,6 +130,15 @@ TABLES["models"] = [
           ("test accuracy %", "metrics.test/acc", 100, 2, "goal (issue 27): at least 99.0"),
           ("reference vectors", "metrics.train/us4_refs", 1, 0, "goal (issue 27): at most 3,000"),
           ("MB of the run folder", "metrics.disk/run_mb", 1, 1, "goal (issue 27): a checkpoint of at most 30"))),
+    *(Row(f"`neocognitron_fukushima`, compact top with 8 adjusting passes (the best compact top on validation, "
+          f"`fukushima_top.jsonl` 3), {what}", "MNIST (55k train, 5k validation)", "fukushima_top_default",
+          {"source": "train.py", "model": "neocognitron_fukushima", "val_size": 5000, "epochs": 13}, metric,
+          f"python train.py experiment=neocognitron_fukushima_mnist {COMPACT8} seed=S record=fukushima_top_default",
+          scale=scale, digits=digits, note=note, key=f"compact8_{key}")
+      for what, metric, scale, digits, note, key in (
+          ("test accuracy %", "metrics.test/acc", 100, 2, "goal (issue 27): at least 99.0", "test"),
+          ("reference vectors", "metrics.train/us4_refs", 1, 0, "goal (issue 27): at most 3,000", "refs"),
+          ("MB of the run folder", "metrics.disk/run_mb", 1, 1, "goal (issue 27): a checkpoint of at most 30", "mb"))),
     # CIFAR-10: this machine has only the first 1,000 test images (../shared/data/README)
     Row("`neocognitron` on CIFAR-10 (`experiment=neocognitron_cifar10`: wider, batch norm, 10 epochs), test accuracy %",
         "CIFAR-10 (45k train, 5k validation; the first 1,000 test images)", "neocognitron_cifar10",
