@@ -9,7 +9,7 @@ round 0 is the training set itself, each later round the whole set distorted afr
     nice -n 5 python benchmarks/bench_lenet_boost.py --seeds 0 1 2 3 4          # test figures
     nice -n 5 python benchmarks/bench_lenet_boost.py --seeds 0 1 2 --val 5000    # on validation
 
-All the seeds train together, per pattern (``bench_lenet.train_per_sample``). One record per seed
+All the seeds train together, per pattern (``lenet_paper.train_per_sample``). One record per seed
 in ``benchmarks/results/lenet.jsonl`` (recipe ``lenet4_boosted``): each net's error, the sum's, and
 how many candidates each filtered set took.
 """
@@ -26,7 +26,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench_lenet import (RECIPES, as_split, distorted_copy, holdout, load_mnist, never_predicted,  # noqa: E402
+from lenet_paper import (RECIPES, as_split, distorted_copy, holdout, load_mnist, never_predicted,  # noqa: E402
                          per_sample_records, percent_wrong, prepare, scores, train_per_sample)
 from models.sdlm import PAPER_EPOCHS  # noqa: E402
 
