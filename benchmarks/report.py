@@ -377,9 +377,12 @@ ABLATION_COLUMNS = (("centred", "none", "0"), ("noise σ 25", "noise", "25"), ("
                     ("occluded 8x8", "occlusion", "8"))
 
 
-def ablation_values(arm: str, perturbation: str, level: str) -> tuple[list[float], list[dict]]:
-    """One cell of the ablation table (accuracy as a fraction, one per seed) and the records it read."""
-    recs = [r for r in read_records("blur_noise_tol") if _get(r, "settings.split") == "val"]
+def ablation_values(arm: str, perturbation: str, level: str,
+                    records: list[dict] | None = None) -> tuple[list[float], list[dict]]:
+    """One cell of the ablation table (accuracy as a fraction, one per seed) and the records it read
+    (``records``: the store's, when the caller has read them already)."""
+    recs = [r for r in (read_records("blur_noise_tol") if records is None else records)
+            if _get(r, "settings.split") == "val"]
     hits = [(r, res) for r in recs for label, res in r["results"].items() if label.split("/")[0] == arm]
     return [res[perturbation][level] for _, res in hits if level in res.get(perturbation, {})], [r for r, _ in hits]
 
@@ -388,9 +391,10 @@ def ablation_table() -> str:
     head = ["C- and S-cells (trained on centred digits, 4 epochs)", *(c for c, _, _ in ABLATION_COLUMNS), "n",
             "train.py overrides", "records"]
     lines = ["| " + " | ".join(head) + " |", "|" + " --- |" * len(head)]
+    store = read_records("blur_noise_tol")  # once, not once a cell
     for arm, name, overrides in ABLATION_ARMS:
-        clean, recs = ablation_values(arm, "none", "0")
-        cells = [_cell(ablation_values(arm, p, lv)[0]) for _, p, lv in ABLATION_COLUMNS]
+        clean, recs = ablation_values(arm, "none", "0", store)
+        cells = [_cell(ablation_values(arm, p, lv, store)[0]) for _, p, lv in ABLATION_COLUMNS]
         lines.append("| " + " | ".join([name, *cells, str(len(clean)), f"`{overrides}`",
                                         f"`blur_noise_tol.jsonl` {_lines(recs)}" if recs else "no record yet"]) + " |")
     return "\n".join(lines)
