@@ -65,13 +65,14 @@ def check_eval_config(cfg: DictConfig) -> None:
     from omegaconf import OmegaConf
 
     no_path = OmegaConf.is_missing(cfg, "ckpt_path") or not cfg.get("ckpt_path")
-    if cfg.get("weights") and not no_path:
-        raise ConfigError(f"give ckpt_path or weights, not both (got ckpt_path={cfg.ckpt_path}, "
-                          f"weights={cfg.weights})")
-    if not cfg.get("weights") and no_path:
+    if cfg.get("weights"):
+        if not no_path:
+            raise ConfigError(f"give ckpt_path or weights, not both (got ckpt_path={cfg.ckpt_path}, "
+                              f"weights={cfg.weights})")
+    elif no_path:
         raise ConfigError("ckpt_path must be given: python eval.py ckpt_path=<run>/checkpoints/last.ckpt "
                           "(or shipped weights: python eval.py weights=lenet5:mnist)")
-    if not cfg.get("weights") and not isinstance(cfg.get("ckpt_path"), str):
+    elif not isinstance(cfg.get("ckpt_path"), str):
         raise ConfigError(f"ckpt_path must be one file, ckpt_path=<run>/checkpoints/last.ckpt, got {cfg.get('ckpt_path')!r}")
     if "model" in cfg:
         raise ConfigError(
