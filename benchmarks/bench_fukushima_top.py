@@ -95,7 +95,7 @@ def curve(args, log) -> None:
     perm = torch.randperm(len(ytr), generator=torch.Generator().manual_seed(0))  # train.py's split_seed 0
     val, rest = perm[:5000], perm[5000:]
     settings = json.loads(args.settings) if args.settings else GRID
-    lower_kwargs = json.loads(args.lower) if args.lower else {}
+    lower_kwargs = args.lower
     for seed in args.seeds:
         t0 = time.perf_counter()
         lower = lower_layers(xtr[rest], ytr[rest], seed, lower_kwargs)
@@ -117,7 +117,7 @@ def speed(args, log) -> None:
     xtr, ytr, xte, _ = load_mnist(args.root)
     perm = torch.randperm(len(ytr), generator=torch.Generator().manual_seed(0))
     rest = perm[5000:]
-    lower_kwargs = json.loads(args.lower) if args.lower else {}
+    lower_kwargs = args.lower
     lower = lower_layers(xtr[rest], ytr[rest], 0, lower_kwargs)
     ftr = features(lower, xtr[rest])
     nets = {"today's default": learn_top(lower, {}, ftr, ytr[rest], 0, lower_kwargs),
@@ -153,7 +153,7 @@ def _main(argv=None):
     p.add_argument("--root", default=os.environ.get("DATA_DIR", "/work/shared/data"))
     p.add_argument("--seeds", type=int, nargs="+", default=[0])
     p.add_argument("--settings", help="JSON list of top-layer settings (model kwargs); default: the grid")
-    p.add_argument("--lower", metavar="KWARGS", help="JSON model kwargs over the defaults for US1-US3 too "
+    p.add_argument("--lower", metavar="KWARGS", type=json.loads, default={}, help="JSON model kwargs over the defaults for US1-US3 too "
                    "(e.g. '{\"thetas\": [0.5, 0.5, 0.5]}'); each row's setting then includes them")
     p.add_argument("--speed", metavar="SETTING", help="instead: time recognition, today's top against this one")
     p.add_argument("--repeats", type=int, default=5)

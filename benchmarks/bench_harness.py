@@ -35,15 +35,12 @@ from pathlib import Path
 
 import lightning as L
 import torch
-import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from hydra import compose, initialize_config_dir  # noqa: E402
 from hydra.utils import instantiate  # noqa: E402
 
 import models  # noqa: E402,F401
-import training.data
-import training.cli
 import training  # noqa: E402,F401  (the config resolvers)
 from training.data import random_crop_flip  # noqa: E402
 from train import build_trainer  # noqa: E402
@@ -124,10 +121,10 @@ BREAKDOWN = {
 }
 
 
-def breakdown(models: list[str], root: str, steps: int, warmup: int, repeats: int) -> None:
+def breakdown(names: list[str], root: str, steps: int, warmup: int, repeats: int) -> None:
     print("\n| model | " + " | ".join(BREAKDOWN) + " |")
     print("| --- " * (len(BREAKDOWN) + 1) + "|")
-    for name in models:
+    for name in names:
         _, dm = build(name, root)
         rates = interleaved({k: (lambda k=k: train_py_rate(name, dm, steps, warmup, BREAKDOWN[k], nan_fill=k == NAN_FILL))
                              for k in BREAKDOWN}, repeats)

@@ -39,7 +39,6 @@ checkpoint's path when two share one, and a number when the path is repeated), o
 
 from __future__ import annotations
 
-import argparse
 import hashlib
 import json
 import sys
@@ -265,7 +264,7 @@ def main(argv: list[str] | None = None) -> None:
             res = measure(make_predict(model, hp, state), x, y, fill, args.seed, args.elastic_sigma, prog)
             results[label] = res
             info.append({"label": label, "path": str(path), "model": hp["model"], "data": state.get("target"),
-                         "test_images": len(y), "background": fill})
+                         "split": args.split, "images": len(y), "background": fill})
             print(table(label, len(y), res, args.split), flush=True)
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=1) + "\n")

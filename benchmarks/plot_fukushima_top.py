@@ -4,7 +4,7 @@ the highest seed), with ``intvec_k`` 1 and 4, and issue 27's goal marked (3,000 
 
     python benchmarks/plot_fukushima_top.py     # docs/fukushima_top.png from benchmarks/results/fukushima_top.jsonl
 
-It reads the ``ROW`` lines that ``bench_fukushima_top.py`` printed with ``report_fukushima.top_rows``
+It reads the ``ROW`` lines that ``bench_fukushima_top.py`` printed with ``report_fukushima.top_groups``
 (``report.py`` generates the table in docs/neocognitron_fukushima.md from the same lines). Every point
 is a validation figure: the test split is never read by that benchmark's curve.
 """
@@ -20,7 +20,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT), str(ROOT / "benchmarks")]  # the project (training) and report_fukushima
 
-from report_fukushima import top_rows  # noqa: E402
+from report_fukushima import top_groups  # noqa: E402
 from training.records import read_records  # noqa: E402
 
 GOAL_REFS, GOAL_ACC = 3000, 99.0  # issue 27 §1 (its accuracy goal is a test figure; drawn for scale)
@@ -29,12 +29,9 @@ GOAL_REFS, GOAL_ACC = 3000, 99.0  # issue 27 §1 (its accuracy goal is a test fi
 def points(records: list[dict]) -> list[dict]:
     """One point per setting: its seeds' mean vector count and validation accuracy (%) at k = 1 and
     4, each with the lowest and highest seed; sorted by vector count."""
-    groups: dict[str, list[dict]] = {}
-    for r in records:
-        for row in top_rows(r):
-            groups.setdefault(json.dumps(row["setting"], sort_keys=True), []).append(row)
     out = []
-    for key, rows in groups.items():
+    for key, pairs in top_groups(records).items():
+        rows = [row for row, _ in pairs]
         p = {"setting": json.loads(key), "n": len(rows), "refs": statistics.fmean(r["refs"] for r in rows)}
         for k in ("1", "4"):
             accs = [100 * r["val_acc"][k] for r in rows]

@@ -73,11 +73,17 @@ def top_rows(record: dict) -> list[dict]:
     return [json.loads(line[4:]) for line in record.get("output", "").splitlines() if line.startswith("ROW ")]
 
 
-def fukushima_top_table() -> str:
+def top_groups(records: list[dict]) -> dict[str, list[tuple[dict, int]]]:
+    """Every ROW of ``records`` with its record's line, grouped by setting (its JSON, keys sorted)."""
     groups: dict[str, list[tuple[dict, int]]] = {}
-    for r in read_records("fukushima_top"):
+    for r in records:
         for row in top_rows(r):
-            groups.setdefault(json.dumps(row["setting"], sort_keys=True), []).append((row, r["_line"]))
+            groups.setdefault(json.dumps(row["setting"], sort_keys=True), []).append((row, r.get("_line")))
+    return groups
+
+
+def fukushima_top_table() -> str:
+    groups = top_groups(read_records("fukushima_top"))
     lines = ["| top-layer setting (changes from the defaults) | seeds | reference vectors | MB of vectors | "
              "val % (k=1) | val % (k=4) | record |", "|" + " --- |" * 7]
     for key, rows in sorted(groups.items(), key=lambda kv: -statistics.fmean(r["refs"] for r, _ in kv[1])):

@@ -255,7 +255,7 @@ def test_bench_tolerance_runs_end_to_end(tiny_ckpt, mnist_root, tmp_path):
     from training.records import read_records
 
     rec = read_records("tolerance_test")[-1]  # in the tests' own results folder (conftest)
-    assert rec["results"] == results and rec["checkpoints"][0]["test_images"] == 50
+    assert rec["results"] == results and rec["checkpoints"][0]["images"] == 50
     assert {"command", "git", "date", "machine", "settings"} <= set(rec)
     assert {"cpu", "cores", "torch"} <= set(rec["machine"])
 
@@ -299,7 +299,7 @@ def test_split_val_scores_the_validation_images_the_run_held_out(tiny_ckpt, mnis
     from training.records import read_records
 
     rec = read_records("tolerance_val_test")[-1]
-    assert rec["settings"]["split"] == "val" and rec["checkpoints"][0]["test_images"] == 30
+    assert rec["settings"]["split"] == "val" and rec["checkpoints"][0]["images"] == 30 and rec["checkpoints"][0]["split"] == "val"
 
 
 def test_level_zero_of_every_perturbation_is_the_unperturbed_accuracy_exactly():
